@@ -1,0 +1,110 @@
+"""The `decayrec` command line: run the nightly flow once, or a demo on synthetic events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from decayrec.config import (
+    DecayrecConfig,
+    SourceConfig,
+    load_config,
+    movielens_sources,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="decayrec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "run the nightly flow once"),
+        ("demo", "generate synthetic events with interest drift and run the nightly flow"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", help="YAML config file")
+        p.add_argument("--warehouse", help="warehouse URL, e.g. duckdb:///path/file.duckdb")
+        p.add_argument("--as-of", type=date.fromisoformat, help="as-of date YYYY-MM-DD")
+        p.add_argument("--k", type=int, help="items per user")
+        p.add_argument("--data-dir", help="where the lake, snapshots and results go")
+        if name == "run":
+            p.add_argument("--events", nargs="+", default=[], metavar="PATH_OR_GLOB",
+                           help="event files (CSV, Parquet, JSON Lines) with canonical columns")
+            p.add_argument("--movielens", metavar="DIR", help="a MovieLens directory")
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> DecayrecConfig:
+    config = load_config(args.config, warehouse_url=args.warehouse, k=args.k, data_dir=args.data_dir)
+    extra: list[SourceConfig] = []
+    for path in getattr(args, "events", []) or []:
+        extra.append(SourceConfig(path=path))
+    if getattr(args, "movielens", None):
+        extra.extend(movielens_sources(args.movielens))
+    if extra:
+        config = config.model_copy(update={"sources": [*config.sources, *extra]})
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = build_config(args)
+        as_of = args.as_of
+        if args.command == "demo":
+            from decayrec.synthetic import write_demo_events
+
+            path = write_demo_events(Path(config.data_dir) / "demo" / "events.parquet")
+            config = config.model_copy(update={"sources": [SourceConfig(path=str(path))]})
+            as_of = as_of or date(2025, 1, 1)
+        if not config.sources:
+            raise ValueError("no event source: give --events, --movielens or sources in --config")
+        from flows.nightly import nightly
+
+        summary = nightly(as_of=as_of, config=config)
+    except Exception as exc:  # one paragraph, not a traceback, for the operator
+        message = " ".join(str(exc).split())
+        print(f"decayrec {args.command} failed: {type(exc).__name__}: {message}", file=sys.stderr)
+        if os.environ.get("DECAYREC_TRACEBACK"):
+            raise
+        return 1
+    _report(config, summary)
+    return 0
+
+
+def _report(config: DecayrecConfig, summary: dict[str, Any]) -> None:
+    from decayrec.warehouse import open_warehouse
+
+    warehouse = open_warehouse(config.resolved_warehouse_url)
+    print(f"\nrun {summary['run_id']} for {summary['as_of']}: {summary['n_rows']} rows for "
+          f"{summary['n_users']} users ({summary['n_fallback_rows']} from the popularity "
+          f"fallback); published: {summary['published']}")
+    print(f"stage seconds: {json.dumps(summary.get('stage_seconds'))}")
+    for protocol, result in (summary.get("metrics") or {}).items():
+        if "model" in result:
+            m, p = result["model"], result["popularity"]
+            print(f"{protocol}: {result['n_eval_users']} users  model NDCG@10 {m['ndcg@10']:.4f} "
+                  f"Recall@10 {m['recall@10']:.4f}  |  popularity NDCG@10 {p['ndcg@10']:.4f} "
+                  f"Recall@10 {p['recall@10']:.4f}")
+        else:
+            print(f"{protocol}: {result.get('skipped')}")
+    print(f"lake (events, quarantine, load_log): {config.lake_path}")
+    print(f"warehouse (recommendations, recommendation_runs, recommendations_latest): "
+          f"{config.resolved_warehouse_url}")
+    sample = warehouse.query(
+        "select user_id, rank, item_id, round(score, 4) as score, source "
+        "from recommendations_latest where user_id = (select min(user_id) from "
+        "recommendations_latest) order by rank"
+    ).to_pylist()
+    if sample:
+        print(f"list of user {sample[0]['user_id']}:")
+        for row in sample:
+            print(f"  {row['rank']:>3}  {row['item_id']:<12} {row['score']:>10}  {row['source']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The one typed configuration of decayrec.
+
+The CLI, the Prefect flow parameters, the deployments and the YAML config file all
+build a :class:`DecayrecConfig`; every default lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Names that end up inside SQL as identifiers or inside expressions (event types,
+# column names) must match these; values are always bound as parameters.
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .\-]{0,62}$")
+_EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used."""
+
+
+def check_column_name(name: str, what: str) -> str:
+    if not _COLUMN_NAME.match(name):
+        raise ConfigError(
+            f"{what} {name!r} is not an allowed column name "
+            "(letters, digits, '_', ' ', '.', '-'; no quotes or semicolons)"
+        )
+    return name
+
+
+def check_event_type(name: str) -> str:
+    if not _EVENT_TYPE.match(name):
+        raise ConfigError(f"event type {name!r} may only hold letters, digits, '_', '.', '-'")
+    return name
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ColumnMapping(_Model):
+    """Which column of a source file holds each canonical field."""
+
+    user_id: str = Field("user_id", description="column holding the user id")
+    item_id: str = Field("item_id", description="column holding the item id")
+    event_ts: str = Field("event_ts", description="column holding the event time")
+    event_type: str | None = Field(
+        "event_type", description="column holding the event type (None: use the source's constant)"
+    )
+    value: str | None = Field("value", description="column holding the value (None: no value)")
+
+    @model_validator(mode="after")
+    def _names_are_safe(self) -> ColumnMapping:
+        for field, name in self.model_dump().items():
+            if name is not None:
+                check_column_name(name, f"column mapping {field}")
+        return self
+
+
+class SourceConfig(_Model):
+    """One source of events: a file path or a glob."""
+
+    path: str = Field(description="file path or glob (CSV, Parquet or JSON Lines)")
+    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    columns: ColumnMapping = Field(default_factory=ColumnMapping)
+    event_type: str | None = Field(
+        None, description="constant event type for files without an event type column"
+    )
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = Field(
+        "auto", description="unit of the event time column; auto detects it per column"
+    )
+    name: str | None = Field(None, description="source name kept as lineage (default: the path)")
+
+    @model_validator(mode="after")
+    def _type_given(self) -> SourceConfig:
+        if self.columns.event_type is None and self.event_type is None:
+            raise ConfigError(
+                f"source {self.path}: give either columns.event_type or a constant event_type"
+            )
+        if self.event_type is not None:
+            check_event_type(self.event_type)
+        return self
+
+
+class ValidationConfig(_Model):
+    """Row- and batch-level expectations applied to each batch before it reaches `events`."""
+
+    event_types: list[str] = Field(
+        default_factory=lambda: ["view", "click", "cart", "purchase", "rating", "tag"],
+        description="allowed event types",
+    )
+    max_future_skew_hours: float = Field(
+        1.0, ge=0, description="events later than ingestion time plus this are rejected"
+    )
+    min_event_ts: datetime = Field(
+        datetime(1990, 1, 1, tzinfo=UTC), description="events before this are rejected"
+    )
+    value_ranges: dict[str, tuple[float | None, float | None]] = Field(
+        default_factory=lambda: {"rating": (0.5, 5.0)},
+        description="inclusive [min, max] of `value` per event type; None leaves a side open",
+    )
+    max_bad_row_share: float = Field(
+        0.2, ge=0, le=1, description="a batch with a larger share of bad rows fails the run"
+    )
+
+    @field_validator("event_types")
+    @classmethod
+    def _types_safe(cls, v: list[str]) -> list[str]:
+        return [check_event_type(t) for t in v]
+
+    @field_validator("value_ranges")
+    @classmethod
+    def _range_types_safe(cls, v: dict) -> dict:
+        for t in v:
+            check_event_type(t)
+        return v
+
+
+class DecayConfig(_Model):
+    """The decay kernel K(age) and the per-event-type weights of the interaction matrix.
+
+    w(u, i) = sum over events e of (u, i) before T of type_weight(e.type) * K(T - ts_e)
+    """
+
+    kernel: Literal["exponential", "none"] = Field("exponential", description="decay kernel")
+    half_life_days: float = Field(
+        1095.0, gt=0, description="half-life of the exponential kernel, in days"
+    )
+    type_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "view": 1.0,
+            "click": 1.5,
+            "cart": 3.0,
+            "purchase": 5.0,
+            "rating": 1.0,
+            "tag": 1.0,
+        },
+        description="weight of one event of each type; types not listed weigh 0",
+    )
+
+    @field_validator("type_weights")
+    @classmethod
+    def _weights_safe(cls, v: dict[str, float]) -> dict[str, float]:
+        for t, w in v.items():
+            check_event_type(t)
+            if w < 0:
+                raise ConfigError(f"type weight of {t!r} must be >= 0, got {w}")
+        return v
+
+
+class ModelConfig(_Model):
+    """The model trained each night."""
+
+    name: Literal["ease"] = Field("ease", description="model to train")
+    l2: float = Field(100.0, gt=0, description="EASE ridge penalty lambda")
+    min_history: int = Field(
+        3, ge=1, description="users with fewer distinct items get the popularity fallback"
+    )
+    max_items: int = Field(
+        40_000, ge=1, description="EASE needs items^2 memory: refuse catalogues larger than this"
+    )
+    user_batch: int = Field(2048, ge=1, description="users scored per batch (bounds memory)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
+
+
+class EvaluationConfig(_Model):
+    """The temporal backtests of DESIGN.md run on every nightly run."""
+
+    protocols: list[Literal["user_time", "global_time"]] = Field(
+        default_factory=lambda: ["user_time", "global_time"]
+    )
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    holdout_items: int = Field(5, ge=1, description="user-time: last distinct items held out")
+    min_user_events: int = Field(10, ge=2, description="user-time: users with fewer are not evaluated")
+    test_fraction: float = Field(
+        0.1, gt=0, lt=1, description="global-time: share of events after the cutoff"
+    )
+    cutoff: datetime | None = Field(None, description="global-time: explicit cutoff")
+
+
+class DecayrecConfig(_Model):
+    """Everything one run of decayrec needs."""
+
+    data_dir: Path = Field(
+        Path("decayrec-data"), description="lake DuckDB file, snapshots, validation results"
+    )
+    warehouse_url: str | None = Field(
+        None, description="duckdb:///path/file.duckdb (default: warehouse.duckdb in data_dir)"
+    )
+    sources: list[SourceConfig] = Field(default_factory=list)
+    k: int = Field(10, ge=1, le=1000, description="items per user list")
+    timezone: str = Field("UTC", description="as-of dates start at midnight in this timezone")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    decay: DecayConfig = Field(default_factory=DecayConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz_exists(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except Exception as exc:
+            raise ConfigError(f"unknown timezone {v!r}") from exc
+        return v
+
+    @property
+    def lake_path(self) -> Path:
+        return Path(self.data_dir) / "lake.duckdb"
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        return self.warehouse_url or f"duckdb:///{Path(self.data_dir) / 'warehouse.duckdb'}"
+
+    def as_of_time(self, as_of: date) -> datetime:
+        """The instant T of an as-of date: its midnight in the configured timezone, in UTC."""
+        local = datetime.combine(as_of, time(0, 0), tzinfo=ZoneInfo(self.timezone))
+        return local.astimezone(UTC)
+
+    def today(self) -> date:
+        return datetime.now(ZoneInfo(self.timezone)).date()
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> DecayrecConfig:
+    """Read a YAML config file (if given) and apply top-level overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the config file must hold a mapping")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return DecayrecConfig.model_validate(data)
+
+
+def movielens_sources(directory: str | Path) -> list[SourceConfig]:
+    """MovieLens ratings.csv as `rating` events (value = rating) and tags.csv as `tag` events."""
+    d = Path(directory)
+    ratings = SourceConfig(
+        path=str(d / "ratings.csv"),
+        format="csv",
+        columns=ColumnMapping(
+            user_id="userId", item_id="movieId", event_ts="timestamp", event_type=None,
+            value="rating",
+        ),
+        event_type="rating",
+        timestamp_unit="s",
+        name="movielens.ratings",
+    )
+    tags = SourceConfig(
+        path=str(d / "tags.csv"),
+        format="csv",
+        columns=ColumnMapping(
+            user_id="userId", item_id="movieId", event_ts="timestamp", event_type=None, value=None
+        ),
+        event_type="tag",
+        timestamp_unit="s",
+        name="movielens.tags",
+    )
+    return [ratings, tags]

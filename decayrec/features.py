@@ -1,0 +1,168 @@
+"""The decay-weighted user-item matrix, built in DuckDB SQL and kept as a Parquet snapshot.
+
+    w(u, i) = sum over events e of (u, i) with ts_e < T of type_weight(e.type) * K(T - ts_e)
+
+T is the as-of time of the run (or a per-user reference time in the user-time
+backtest). Every (user, item) pair with an event before T is in the matrix, even
+where its weight has decayed to nothing, so "already seen" never depends on decay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+
+from decayrec.config import DecayConfig, DecayrecConfig
+from decayrec.sqlfiles import connect, run_script, sql
+
+
+@dataclass
+class Snapshot:
+    """Where a run's matrix lives and what it was built from."""
+
+    snapshot_id: str
+    path: str
+    as_of_time: str
+    n_users: int
+    n_items: int
+    n_nonzero: int
+    n_events: int
+
+
+@dataclass
+class InteractionMatrix:
+    """A sparse user x item matrix in coordinate form, rows sorted, with its id maps."""
+
+    user_ids: np.ndarray  # str, position = user_idx
+    item_ids: np.ndarray  # str, position = item_idx
+    rows: np.ndarray  # int64
+    cols: np.ndarray  # int64
+    weights: np.ndarray  # float64
+    popularity: np.ndarray  # float64 per item: decayed popularity
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.user_ids), len(self.item_ids)
+
+    def row_pointer(self) -> np.ndarray:
+        """CSR row pointer: the entries of user u are [ptr[u], ptr[u + 1])."""
+        return np.searchsorted(self.rows, np.arange(self.shape[0] + 1))
+
+    def items_per_user(self) -> np.ndarray:
+        return np.diff(self.row_pointer())
+
+
+def prepare_decay_tables(con: duckdb.DuckDBPyConnection, decay: DecayConfig) -> None:
+    """Register type_params for the feature SQL; an empty reference_times unless one exists."""
+    con.execute(
+        "create or replace temp table type_params "
+        "(event_type varchar, weight double, half_life_days double)"
+    )
+    con.executemany(
+        "insert into type_params values (?, ?, ?)",
+        [(t, w, decay.half_life_days) for t, w in decay.type_weights.items()],
+    )
+    con.execute(
+        "create temp table if not exists reference_times (user_id varchar, ref_ts timestamptz)"
+    )
+
+
+def compute_interactions(
+    con: duckdb.DuckDBPyConnection, decay: DecayConfig, as_of: datetime
+) -> None:
+    """Build the temp tables interactions, user_index, item_index from `source_events`."""
+    prepare_decay_tables(con, decay)
+    con.execute(
+        "create or replace temp table interactions as " + sql("features/decayed_interactions"),
+        {"as_of": as_of, "kernel": decay.kernel},
+    )
+    con.execute("create or replace temp table user_index as " + sql("features/user_index"))
+    con.execute("create or replace temp table item_index as " + sql("features/item_index"))
+
+
+def read_matrix(con: duckdb.DuckDBPyConnection) -> InteractionMatrix:
+    users = con.sql("select user_id from user_index order by user_idx").to_arrow_table()
+    items = con.sql("select item_id, popularity from item_index order by item_idx").to_arrow_table()
+    coo = con.sql(sql("features/matrix")).to_arrow_table()
+    return InteractionMatrix(
+        user_ids=np.asarray(users["user_id"].to_numpy(zero_copy_only=False), dtype=object),
+        item_ids=np.asarray(items["item_id"].to_numpy(zero_copy_only=False), dtype=object),
+        rows=coo["user_idx"].to_numpy().astype(np.int64),
+        cols=coo["item_idx"].to_numpy().astype(np.int64),
+        weights=coo["weight"].to_numpy().astype(np.float64),
+        popularity=items["popularity"].to_numpy().astype(np.float64),
+    )
+
+
+def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
+    """Compute the run's matrix from the lake's events and write it as a Parquet snapshot.
+
+    The snapshot id hashes the events before T, T itself and the decay settings, so the
+    same data and settings always give the same id (and the same files).
+    """
+    con = connect(config.lake_path)
+    try:
+        run_script(con, "lake/schema")
+        n_events, content_hash = con.execute(
+            sql("features/events_fingerprint"), {"as_of": as_of}
+        ).fetchall()[0]
+        key = json.dumps(
+            {
+                "as_of": as_of.isoformat(),
+                "n_events": n_events,
+                "hash": str(content_hash),
+                "decay": config.decay.model_dump(mode="json"),
+            },
+            sort_keys=True,
+        )
+        snapshot_id = hashlib.sha256(key.encode()).hexdigest()[:16]
+        out = Path(config.data_dir) / "snapshots" / snapshot_id
+        meta_path = out / "snapshot.json"
+        if meta_path.exists():
+            return Snapshot(**json.loads(meta_path.read_text()))
+        con.execute("create or replace temp view source_events as select * from events")
+        con.execute("create or replace temp table reference_times (user_id varchar, ref_ts timestamptz)")
+        compute_interactions(con, config.decay, as_of)
+        out.mkdir(parents=True, exist_ok=True)
+        # Written through Arrow so no path is ever pasted into SQL.
+        coo = con.sql(sql("features/matrix")).to_arrow_table()
+        users = con.sql("from user_index").to_arrow_table()
+        items = con.sql("from item_index").to_arrow_table()
+        pq.write_table(coo, out / "matrix.parquet")
+        pq.write_table(users, out / "users.parquet")
+        pq.write_table(items, out / "items.parquet")
+        snapshot = Snapshot(
+            snapshot_id=snapshot_id,
+            path=str(out),
+            as_of_time=as_of.isoformat(),
+            n_users=users.num_rows,
+            n_items=items.num_rows,
+            n_nonzero=coo.num_rows,
+            n_events=n_events,
+        )
+        meta_path.write_text(json.dumps(asdict(snapshot), indent=2))
+        return snapshot
+    finally:
+        con.close()
+
+
+def load_snapshot(snapshot: Snapshot) -> InteractionMatrix:
+    path = Path(snapshot.path)
+    users = pq.read_table(path / "users.parquet", columns=["user_id"])
+    items = pq.read_table(path / "items.parquet", columns=["item_id", "popularity"])
+    coo = pq.read_table(path / "matrix.parquet")
+    return InteractionMatrix(
+        user_ids=np.asarray(users["user_id"].to_numpy(zero_copy_only=False), dtype=object),
+        item_ids=np.asarray(items["item_id"].to_numpy(zero_copy_only=False), dtype=object),
+        rows=coo["user_idx"].to_numpy().astype(np.int64),
+        cols=coo["item_idx"].to_numpy().astype(np.int64),
+        weights=coo["weight"].to_numpy().astype(np.float64),
+        popularity=items["popularity"].to_numpy().astype(np.float64),
+    )

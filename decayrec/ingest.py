@@ -1,0 +1,472 @@
+"""Ingestion: source files (CSV, Parquet, JSON Lines) into the DuckDB lake.
+
+Two steps, two tasks of the nightly flow:
+
+* :func:`stage_sources` reads every new file (by SHA-256; a file already loaded is
+  skipped) into `staged_rows`, all fields as raw text, rows the reader cannot split
+  marked with the reason. Nothing reaches `events` yet.
+* :func:`load_batches` parses and validates each staged batch (see
+  :mod:`decayrec.validate`) and, in one transaction per batch, appends the good rows
+  to `events` (a key already there is not added again), the bad rows to
+  `quarantine`, and a row to `load_log`. Accepted + quarantined = rows read.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from decayrec.config import DecayrecConfig, SourceConfig
+from decayrec.sqlfiles import connect, quote_ident, run_script, sql
+
+
+class IngestError(RuntimeError):
+    """A batch that cannot be loaded at all (missing file, column, empty batch, too many bad rows)."""
+
+
+@dataclass
+class StagedBatch:
+    batch_id: str
+    source: str
+    file: str
+    sha256: str
+    rows_read: int
+    default_event_type: str | None
+    timestamp_unit: str
+
+
+@dataclass
+class BatchResult:
+    batch_id: str
+    source: str
+    file: str
+    rows_read: int
+    rows_accepted: int
+    rows_inserted: int
+    rows_quarantined: int
+    timestamp_unit: str
+    validation_path: str
+    quarantined_by_expectation: dict[str, int] = field(default_factory=dict)
+
+
+def open_lake(config: DecayrecConfig) -> duckdb.DuckDBPyConnection:
+    con = connect(config.lake_path)
+    run_script(con, "lake/schema")
+    return con
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_files(source: SourceConfig) -> list[str]:
+    """The files of a source, sorted; a path without glob characters must exist."""
+    if any(ch in source.path for ch in "*?["):
+        files = sorted(glob.glob(source.path, recursive=True))
+        return [f for f in files if Path(f).is_file()]
+    if not Path(source.path).is_file():
+        raise IngestError(f"source file {source.path} does not exist")
+    return [source.path]
+
+
+def detect_format(source: SourceConfig, file: str) -> str:
+    if source.format != "auto":
+        return source.format
+    suffixes = "".join(Path(file).suffixes).lower()
+    if ".parquet" in suffixes or suffixes.endswith(".pq"):
+        return "parquet"
+    if ".jsonl" in suffixes or ".ndjson" in suffixes or suffixes.endswith(".json"):
+        return "jsonl"
+    return "csv"
+
+
+def stage_sources(config: DecayrecConfig, run_id: str) -> list[StagedBatch]:
+    """Read every source file not loaded before into `staged_rows`; return the batches."""
+    con = open_lake(config)
+    try:
+        batches: list[StagedBatch] = []
+        seen_in_run: set[str] = set()
+        for source in config.sources:
+            for file in source_files(source):
+                digest = sha256_of(file)
+                already = con.execute(
+                    "select count(*) from load_log where sha256 = ? and status = 'loaded'",
+                    [digest],
+                ).fetchall()[0][0]
+                if already or digest in seen_in_run:
+                    continue
+                seen_in_run.add(digest)
+                batches.append(_stage_file(con, source, file, digest))
+        return batches
+    finally:
+        con.close()
+
+
+def _stage_file(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, file: str, digest: str
+) -> StagedBatch:
+    batch_id = digest[:20]
+    name = source.name or source.path
+    fmt = detect_format(source, file)
+    con.execute("delete from staged_rows where batch_id = ?", [batch_id])
+    if fmt == "csv":
+        _read_csv(con, file)
+    elif fmt == "parquet":
+        con.execute(
+            "create or replace temp table raw_rows as "
+            "select row_number() over () as row_number, null::bigint as line, "
+            "null::varchar as read_error, * from read_parquet($file)",
+            {"file": file},
+        )
+    else:
+        _read_jsonl(con, file, source)
+
+    columns = [r[0] for r in con.execute("describe raw_rows").fetchall()]
+    mapping = source.columns
+    wanted = {
+        "user_id": mapping.user_id,
+        "item_id": mapping.item_id,
+        "event_ts": mapping.event_ts,
+        "event_type": mapping.event_type,
+        "value": mapping.value,
+    }
+    n_rows = con.execute("select count(*) from raw_rows").fetchall()[0][0]
+    if n_rows == 0:
+        raise IngestError(f"{file}: empty batch (no rows) from source {name}")
+    if fmt != "jsonl":
+        data_columns = [
+            c for c in columns if c not in ("row_number", "line", "read_error", "raw_line")
+        ]
+        missing = [
+            f"{field_name} (column {col!r})"
+            for field_name, col in wanted.items()
+            if col is not None and col not in data_columns
+            and not (field_name in ("event_type", "value") and _optional(source, field_name))
+        ]
+        if missing:
+            raise IngestError(
+                f"{file}: missing column(s) {', '.join(missing)}; "
+                f"the file has columns {data_columns} (expectation: "
+                "expect_table_columns_to_match_set)"
+            )
+    select = []
+    for field_name, col in wanted.items():
+        if col is not None and (fmt == "jsonl" or col in columns):
+            select.append(f"cast({quote_ident(col, 'source column')} as varchar) as {field_name}")
+        else:
+            select.append(f"null::varchar as {field_name}")
+    if fmt == "jsonl":
+        raw_expr = "raw"
+    else:
+        # A row the reader split is kept as JSON of its own columns; one it could not
+        # split is kept as the raw line.
+        data_cols = ", ".join(
+            quote_ident(c, "source column")
+            for c in columns
+            if c not in ("row_number", "line", "read_error", "raw_line")
+        )
+        raw_line = "raw_line" if "raw_line" in columns else "null"
+        raw_expr = (
+            f"case when read_error is null then to_json(struct_pack({data_cols}))::varchar "
+            f"else {raw_line} end"
+        )
+    con.execute(
+        f"""
+        insert into staged_rows
+            (batch_id, row_number, line, raw, user_id, item_id, event_ts, event_type, value,
+             parse_error)
+        select $batch_id, row_number, line, {raw_expr}, {", ".join(select)}, read_error
+        from raw_rows
+        """,
+        {"batch_id": batch_id},
+    )
+    unit = source.timestamp_unit
+    if unit == "auto":
+        unit = _detect_timestamp_unit(con, batch_id, file)
+    return StagedBatch(
+        batch_id=batch_id,
+        source=name,
+        file=file,
+        sha256=digest,
+        rows_read=n_rows,
+        default_event_type=source.event_type,
+        timestamp_unit=unit,
+    )
+
+
+def _optional(source: SourceConfig, field_name: str) -> bool:
+    """event_type may be absent when a constant is configured; value may always be absent."""
+    if field_name == "event_type":
+        return source.event_type is not None
+    return field_name == "value"
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, file: str) -> None:
+    """All fields as text; rows the CSV reader cannot split are kept with their line."""
+    con.execute("drop table if exists csv_rejects")
+    con.execute("drop table if exists csv_reject_scans")
+    try:
+        con.execute(
+            "create or replace temp table csv_accepted as "
+            "select row_number() over () as accepted_index, * from read_csv($file, "
+            "all_varchar = true, header = true, ignore_errors = true, store_rejects = true, "
+            "rejects_table = 'csv_rejects', rejects_scan = 'csv_reject_scans')",
+            {"file": file},
+        )
+    except duckdb.Error as exc:
+        if Path(file).stat().st_size == 0 or "empty" in str(exc).lower():
+            raise IngestError(f"{file}: empty batch (the file holds no header and no rows)") from exc
+        raise IngestError(f"{file}: cannot be read as CSV: {exc}") from exc
+    rejects = con.execute(
+        "select line, any_value(csv_line), string_agg(distinct error_type::varchar || ': ' "
+        "|| error_message, '; ') from csv_rejects group by line order by line"
+    ).fetchall()
+    reject_lines = np.array([r[0] for r in rejects], dtype=np.int64)
+    n_accepted = con.execute("select count(*) from csv_accepted").fetchall()[0][0]
+    # Line of the a-th accepted row (0-based): 2 + a plus the rejected lines before it
+    # (line 1 is the header).
+    accepted_lines = _accepted_line_numbers(n_accepted, reject_lines, first_line=2)
+    con.register("accepted_lines", {"line": accepted_lines})
+    data_cols = [
+        r[0] for r in con.execute("describe csv_accepted").fetchall() if r[0] != "accepted_index"
+    ]
+    cols = ", ".join(quote_ident(c, "CSV header column") for c in data_cols)
+    null_cols = ", ".join(f"null::varchar as {quote_ident(c, 'CSV header column')}" for c in data_cols)
+    if rejects:
+        _with_rejects(con, rejects, cols, null_cols)
+    else:
+        con.execute(
+            f"""
+            create or replace temp table raw_rows as
+            select a.accepted_index as row_number, l.line, null::varchar as read_error,
+                null::varchar as raw_line, {cols}
+            from csv_accepted as a positional join accepted_lines as l
+            """
+        )
+    con.unregister("accepted_lines")
+
+
+def _with_rejects(con, rejects, cols: str, null_cols: str) -> None:
+    con.execute("create or replace temp table rejects_list (line bigint, csv_line varchar, reason varchar)")
+    con.executemany("insert into rejects_list values (?, ?, ?)", [list(r) for r in rejects])
+    con.execute(
+        f"""
+        create or replace temp table raw_rows as
+        select row_number() over (order by line) as row_number, *
+        from (
+            select l.line, null::varchar as read_error, null::varchar as raw_line, {cols}
+            from csv_accepted as a positional join accepted_lines as l
+            union all by name
+            select line, 'unparsable CSV row: ' || reason as read_error, csv_line as raw_line,
+                {null_cols}
+            from rejects_list
+        )
+        order by line
+        """
+    )
+
+
+def _accepted_line_numbers(n_accepted: int, reject_lines: np.ndarray, first_line: int) -> np.ndarray:
+    accepted = np.arange(n_accepted, dtype=np.int64)
+    if len(reject_lines) == 0:
+        return accepted + first_line
+    # The j-th rejected line has (line_j - first_line - j) accepted rows before it.
+    slots = reject_lines - first_line - np.arange(len(reject_lines))
+    return accepted + first_line + np.searchsorted(slots, accepted, side="right")
+
+
+def _read_jsonl(con: duckdb.DuckDBPyConnection, file: str, source: SourceConfig) -> None:
+    """Each line one record; a line that is not a JSON object is kept with its reason."""
+    mapping = source.columns
+    fields = {
+        "user_id": mapping.user_id,
+        "item_id": mapping.item_id,
+        "event_ts": mapping.event_ts,
+        "event_type": mapping.event_type,
+        "value": mapping.value,
+    }
+    extracts = ", ".join(
+        f"case when ok then json_extract_string(raw, $key_{name}) end as "
+        f"{quote_ident(col, 'source column')}"
+        for name, col in fields.items()
+        if col is not None
+    )
+    params = {f"key_{name}": "$." + json.dumps(col) for name, col in fields.items() if col}
+    params["file"] = file
+    con.execute(
+        f"""
+        create or replace temp table raw_rows as
+        with lines as (
+            select row_number() over () as line, raw
+            from read_csv($file, columns = {{'raw': 'VARCHAR'}}, header = false,
+                delim = '\x01', quote = '', escape = '', auto_detect = false)
+        ),
+        checked as (
+            select line, raw,
+                coalesce(json_valid(raw) and json_type(raw) = 'OBJECT', false) as ok
+            from lines
+            where nullif(trim(raw), '') is not null
+        )
+        select row_number() over (order by line) as row_number, line, raw,
+            case when not ok then 'line is not a JSON object' end as read_error,
+            {extracts}
+        from checked
+        order by line
+        """,
+        params,
+    )
+
+
+def _detect_timestamp_unit(con: duckdb.DuckDBPyConnection, batch_id: str, file: str) -> str:
+    n_values, n_numeric, n_iso, median_abs = con.execute(
+        sql("ingest/timestamp_profile"), {"batch_id": batch_id}
+    ).fetchall()[0]
+    if n_values == 0:
+        return "s"
+    if n_numeric >= n_iso and n_numeric > 0:
+        if median_abs < 1e11:
+            return "s"
+        if median_abs < 1e14:
+            return "ms"
+        if median_abs < 1e17:
+            return "us"
+        return "ns"
+    if n_iso == 0:
+        raise IngestError(
+            f"{file}: event time column holds neither epoch numbers nor ISO-8601 times"
+        )
+    return "iso"
+
+
+def load_batches(
+    config: DecayrecConfig, batches: list[StagedBatch], run_id: str, now: datetime | None = None
+) -> list[BatchResult]:
+    """Parse and validate each staged batch, then load it; fails on a batch-level failure."""
+    from decayrec.validate import validate_batch
+
+    now = now or datetime.now(UTC)
+    results = []
+    con = open_lake(config)
+    try:
+        for batch in batches:
+            con.execute(
+                "create or replace temp table parsed_batch as " + sql("ingest/parse_batch"),
+                {
+                    "batch_id": batch.batch_id,
+                    "default_event_type": batch.default_event_type,
+                    "timestamp_unit": batch.timestamp_unit,
+                },
+            )
+            verdict = validate_batch(con, config, batch, run_id, now)
+            if not verdict.success:
+                _log_failure(con, batch, run_id, verdict.message, verdict.path, now)
+                raise IngestError(verdict.message)
+            results.append(_commit_batch(con, batch, run_id, verdict, now))
+        return results
+    finally:
+        con.close()
+
+
+def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) -> BatchResult:
+    params = {"batch_id": batch.batch_id, "now": now}
+    con.execute("begin transaction")
+    try:
+        before = con.execute("select count(*) from events").fetchall()[0][0]
+        con.execute(
+            """
+            insert into events
+            select p.user_id, p.item_id, p.event_type, p.event_ts, p.value,
+                $source, $batch_id, $now
+            from parsed_batch as p
+            anti join bad_rows as b on b.row_number = p.row_number
+            where not exists (
+                select 1 from events as e
+                where e.user_id = p.user_id and e.item_id = p.item_id
+                    and e.event_type = p.event_type and e.event_ts = p.event_ts
+            )
+            """,
+            {**params, "source": batch.source},
+        )
+        inserted = con.execute("select count(*) from events").fetchall()[0][0] - before
+        con.execute(
+            """
+            insert into quarantine
+            select $batch_id, $source, $file, p.row_number, p.line, p.raw, b.field,
+                b.expectation, b.reason, $run_id, $now
+            from bad_rows as b join parsed_batch as p using (row_number)
+            """,
+            {**params, "source": batch.source, "file": batch.file, "run_id": run_id},
+        )
+        n_bad = con.execute("select count(*) from bad_rows").fetchall()[0][0]
+        by_expectation = dict(
+            con.execute("select expectation, count(*) from bad_rows group by all").fetchall()
+        )
+        con.execute(
+            "insert into load_log values ($batch_id, $source, $file, $sha, 'loaded', $read, "
+            "$accepted, $inserted, $bad, $unit, $path, null, $run_id, $now)",
+            {
+                **params,
+                "source": batch.source,
+                "file": batch.file,
+                "sha": batch.sha256,
+                "read": batch.rows_read,
+                "accepted": batch.rows_read - n_bad,
+                "inserted": inserted,
+                "bad": n_bad,
+                "unit": batch.timestamp_unit,
+                "path": verdict.path,
+                "run_id": run_id,
+            },
+        )
+        con.execute("delete from staged_rows where batch_id = $batch_id", {"batch_id": batch.batch_id})
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return BatchResult(
+        batch_id=batch.batch_id,
+        source=batch.source,
+        file=batch.file,
+        rows_read=batch.rows_read,
+        rows_accepted=batch.rows_read - n_bad,
+        rows_inserted=inserted,
+        rows_quarantined=n_bad,
+        timestamp_unit=batch.timestamp_unit,
+        validation_path=verdict.path,
+        quarantined_by_expectation=by_expectation,
+    )
+
+
+def _log_failure(con, batch: StagedBatch, run_id: str, message: str, path: str | None, now) -> None:
+    con.execute(
+        "insert into load_log values ($batch_id, $source, $file, $sha, 'failed', $read, "
+        "null, null, null, $unit, $path, $message, $run_id, $now)",
+        {
+            "batch_id": batch.batch_id,
+            "source": batch.source,
+            "file": batch.file,
+            "sha": batch.sha256,
+            "read": batch.rows_read,
+            "unit": batch.timestamp_unit,
+            "path": path,
+            "message": message,
+            "run_id": run_id,
+            "now": now,
+        },
+    )
+    con.execute("delete from staged_rows where batch_id = ?", [batch.batch_id])
+
+
+def future_limit(config: DecayrecConfig, now: datetime) -> datetime:
+    return now + timedelta(hours=config.validation.max_future_skew_hours)

@@ -1,0 +1,94 @@
+"""EASE: Embarrassingly Shallow Autoencoders for sparse data (Steck, WWW 2019).
+
+An item-item linear model fitted in closed form on the decay-weighted matrix X
+(users x items):
+
+    B = argmin_B ||X - X B||_F^2 + lambda ||B||_F^2   subject to diag(B) = 0
+
+    G = X^T X + lambda I,   P = G^-1,   B_ij = -P_ij / P_jj  (i != j),   B_jj = 0
+
+A user's scores are s_u = x_u B. X is rescaled so that its mean non-zero weight is 1:
+the decay kernel's absolute scale (2^-age/half-life can be tiny) then never changes
+what lambda means, and lambda is measured in "typical interactions".
+
+G is accumulated over user batches (memory n_items^2 + batch x n_items); the inverse
+is a Cholesky solve. Runs on whatever device it is given (CUDA or CPU).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from decayrec.device import dense_rows
+from decayrec.features import InteractionMatrix
+
+
+class CatalogueTooLarge(ValueError):
+    """EASE's memory grows with the square of the catalogue."""
+
+
+class EASE:
+    name = "ease"
+
+    def __init__(self, l2: float = 100.0, max_items: int = 40_000, user_batch: int = 2048,
+                 device: torch.device | str = "cpu") -> None:
+        self.l2 = l2
+        self.max_items = max_items
+        self.user_batch = user_batch
+        self.device = torch.device(device)
+        self.B: torch.Tensor | None = None
+        self.scale = 1.0
+        self.item_ids: np.ndarray | None = None
+
+    def fit(self, matrix: InteractionMatrix) -> EASE:
+        n_users, n_items = matrix.shape
+        if n_items > self.max_items:
+            gib = n_items**2 * 4 * 3 / 2**30
+            raise CatalogueTooLarge(
+                f"EASE on {n_items} items needs about {gib:.1f} GiB; model.max_items is "
+                f"{self.max_items}. Raise it if the memory is there, or choose another model."
+            )
+        positive = matrix.weights[matrix.weights > 0]
+        self.scale = float(positive.mean()) if len(positive) else 1.0
+        values = matrix.weights / self.scale
+        ptr = matrix.row_pointer()
+        gram = torch.zeros(n_items, n_items, dtype=torch.float32, device=self.device)
+        for start in range(0, n_users, self.user_batch):
+            stop = min(start + self.user_batch, n_users)
+            x, _, _ = dense_rows(matrix, ptr, np.arange(start, stop), values, self.device)
+            gram.addmm_(x.T, x)
+        gram.diagonal().add_(self.l2)
+        chol = torch.linalg.cholesky(gram)
+        del gram
+        precision = torch.cholesky_inverse(chol)
+        del chol
+        B = precision / (-precision.diagonal())
+        B.diagonal().zero_()
+        self.B = B
+        self.item_ids = matrix.item_ids
+        return self
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of a dense batch of (unscaled) user rows: (batch x items)."""
+        if self.B is None:
+            raise RuntimeError("EASE.score before fit")
+        return (x / self.scale) @ self.B
+
+    def save(self, path: str | Path) -> None:
+        torch.save(
+            {"B": self.B.cpu(), "scale": self.scale, "l2": self.l2,
+             "item_ids": list(self.item_ids)},
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> EASE:
+        state = torch.load(path, map_location=device, weights_only=False)
+        model = cls(l2=state["l2"], device=device)
+        model.B = state["B"].to(device)
+        model.scale = state["scale"]
+        model.item_ids = np.asarray(state["item_ids"], dtype=object)
+        return model

@@ -1,0 +1,128 @@
+"""Top-K lists per user: the model where it has something to say, decayed popularity otherwise.
+
+For each user, items already in the user's history are never recommended. Model rows
+are the items with a positive model score, best first; a list that comes up short
+(or the whole list, for a user with fewer than `min_history` items) is topped up by
+decayed popularity, and each row says which produced it (`source`). A user is given
+fewer than K rows only when fewer than K items remain unseen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from decayrec.device import dense_rows
+from decayrec.features import InteractionMatrix
+
+SOURCE_MODEL = "model"
+SOURCE_FALLBACK = "fallback"
+
+
+class Scorer(Protocol):
+    def score(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class Lists:
+    """Recommendation lists in long form: one entry per (user, rank)."""
+
+    user_idx: np.ndarray
+    rank: np.ndarray  # 1-based
+    item_idx: np.ndarray
+    score: np.ndarray
+    from_model: np.ndarray  # bool
+
+    def to_arrow(self, matrix: InteractionMatrix) -> pa.Table:
+        return pa.table(
+            {
+                "user_id": pa.array(matrix.user_ids[self.user_idx], pa.string()),
+                "rank": pa.array(self.rank, pa.int32()),
+                "item_id": pa.array(matrix.item_ids[self.item_idx], pa.string()),
+                "score": pa.array(self.score, pa.float64()),
+                "source": pa.array(
+                    np.where(self.from_model, SOURCE_MODEL, SOURCE_FALLBACK), pa.string()
+                ),
+            }
+        )
+
+    def as_matrix(self, n_users: int, k: int) -> np.ndarray:
+        """Item indices as an (n_users x k) array padded with -1, row = position in users."""
+        out = np.full((n_users, k), -1, dtype=np.int64)
+        keep = self.rank <= k
+        out[self.user_pos[keep], self.rank[keep] - 1] = self.item_idx[keep]
+        return out
+
+    user_pos: np.ndarray | None = None  # position of each entry's user in the scored order
+
+
+def recommend(
+    model: Scorer | None,
+    matrix: InteractionMatrix,
+    k: int,
+    users: np.ndarray | None = None,
+    min_history: int = 1,
+    user_batch: int = 2048,
+    device: torch.device | str = "cpu",
+) -> Lists:
+    """Top-k unseen items for `users` (default: every user of the matrix), in batches.
+
+    `model=None` gives the pure decayed-popularity baseline.
+    """
+    device = torch.device(device)
+    n_users, n_items = matrix.shape
+    users = np.arange(n_users) if users is None else np.asarray(users, dtype=np.int64)
+    ptr = matrix.row_pointer()
+    history = np.diff(ptr)[users]
+    k_eff = min(k, n_items)
+    # Popularity mapped into [-2, -1]: always below any positive model score.
+    pop = torch.from_numpy(matrix.popularity.astype(np.float64)).to(device)
+    pop_key = (pop / pop.max().clamp_min(1e-300) - 2.0).to(torch.float32) if n_items else pop
+    pop_score = (pop / pop.max().clamp_min(1e-300)).to(torch.float32) if n_items else pop
+
+    parts: list[tuple[np.ndarray, ...]] = []
+    for start in range(0, len(users), user_batch):
+        batch = users[start : start + user_batch]
+        x, rows, cols = dense_rows(matrix, ptr, batch, matrix.weights, device)
+        key = pop_key.expand(len(batch), n_items).clone()
+        model_score = torch.zeros_like(key)
+        if model is not None:
+            uses_model = torch.from_numpy(history[start : start + len(batch)] >= min_history)
+            uses_model = uses_model.to(device)
+            model_score = model.score(x).to(torch.float32)
+            positive = (model_score > 0) & uses_model[:, None]
+            key = torch.where(positive, model_score, key)
+        else:
+            positive = torch.zeros_like(key, dtype=torch.bool)
+        key[rows, cols] = float("-inf")
+        top_key, top_item = torch.topk(key, k_eff, dim=1)
+        valid = torch.isfinite(top_key)
+        from_model = torch.gather(positive, 1, top_item)
+        score = torch.where(
+            from_model, torch.gather(model_score, 1, top_item), pop_score[top_item]
+        )
+        pos = np.arange(start, start + len(batch))
+        valid_np = valid.cpu().numpy()
+        ranks = np.broadcast_to(np.arange(1, k_eff + 1), valid_np.shape)
+        parts.append(
+            (
+                np.broadcast_to(batch[:, None], valid_np.shape)[valid_np],
+                np.broadcast_to(pos[:, None], valid_np.shape)[valid_np],
+                ranks[valid_np],
+                top_item.cpu().numpy()[valid_np],
+                score.cpu().numpy().astype(np.float64)[valid_np],
+                from_model.cpu().numpy()[valid_np],
+            )
+        )
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Lists(empty, empty, empty, np.zeros(0), np.zeros(0, bool), empty)
+    user_idx, user_pos, rank, item_idx, score, from_model = (np.concatenate(p) for p in zip(*parts))
+    return Lists(
+        user_idx=user_idx, rank=rank, item_idx=item_idx, score=score, from_model=from_model,
+        user_pos=user_pos,
+    )

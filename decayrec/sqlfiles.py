@@ -1,0 +1,49 @@
+"""Access to the SQL files in `sql/` and to DuckDB connections set up the same way."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import duckdb
+
+from decayrec.config import check_column_name
+
+SQL_DIR = Path(os.environ.get("DECAYREC_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
+
+
+@cache
+def sql(name: str) -> str:
+    """The text of `sql/<name>.sql`."""
+    path = SQL_DIR / f"{name}.sql"
+    if not path.exists():
+        raise FileNotFoundError(f"SQL file {path} is missing (DECAYREC_SQL_DIR={SQL_DIR})")
+    return path.read_text()
+
+
+def quote_ident(name: str, what: str = "identifier") -> str:
+    """Quote an identifier that came from configuration, after checking it is a plain name."""
+    check_column_name(name, what)
+    return '"' + name + '"'
+
+
+def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection in UTC; `path=None` gives an in-memory database."""
+    if path is None:
+        con = duckdb.connect()
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+def run_script(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Run every statement of a DDL file (statements separated by ';')."""
+    for statement in sql(name).split(";"):
+        body = "\n".join(
+            line for line in statement.splitlines() if not line.strip().startswith("--")
+        ).strip()
+        if body:
+            con.execute(body)

@@ -1,0 +1,197 @@
+"""Validation of a staged batch before it reaches `events`.
+
+Bad rows are found in SQL (`sql/validate/row_checks.sql`), one reason per row, and go
+to quarantine. Great Expectations 1.x gives the batch its verdict over the same rule
+set (row-level expectations carry ``mostly = 1 - max_bad_row_share``; batch-level ones
+need at least one row) and its JSON result is kept per run and batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from decayrec.config import DecayrecConfig
+from decayrec.sqlfiles import sql
+
+if TYPE_CHECKING:
+    from decayrec.ingest import StagedBatch
+
+log = logging.getLogger(__name__)
+
+EVENT_KEY = ["user_id", "item_id", "event_type", "event_ts"]
+
+
+@dataclass
+class Verdict:
+    success: bool
+    message: str
+    path: str
+    n_bad: int
+    gx_success: bool
+
+
+def validate_batch(
+    con: duckdb.DuckDBPyConnection,
+    config: DecayrecConfig,
+    batch: StagedBatch,
+    run_id: str,
+    now: datetime,
+) -> Verdict:
+    """Fill the temp table `bad_rows` for `parsed_batch` and judge the batch."""
+    rules = config.validation
+    ranges = [(t, lo, hi) for t, (lo, hi) in rules.value_ranges.items()]
+    con.execute(
+        "create or replace temp table value_ranges "
+        "(event_type varchar, min_value double, max_value double)"
+    )
+    if ranges:
+        con.executemany("insert into value_ranges values (?, ?, ?)", ranges)
+    max_ts = now + timedelta(hours=rules.max_future_skew_hours)
+    con.execute(
+        f"""
+        create or replace temp table bad_rows as
+        select row_number, 'parse' as expectation, error_field as field, error_reason as reason
+        from parsed_batch where error_field is not null
+        union all
+        select row_number, expectation, field, reason
+        from ({sql("validate/row_checks")})
+        where expectation is not null
+        """,
+        {"event_types": rules.event_types, "max_event_ts": max_ts, "min_event_ts": rules.min_event_ts},
+    )
+    n_bad = con.execute("select count(*) from bad_rows").fetchall()[0][0]
+    frame = con.sql(
+        "select user_id, item_id, event_type, event_ts, value from parsed_batch "
+        "where error_field is null"
+    ).df()
+    gx_result = run_expectations(frame, config, max_ts, name=batch.batch_id)
+
+    share = n_bad / batch.rows_read if batch.rows_read else 1.0
+    failed_gx = [r for r in gx_result["results"] if not r["success"]]
+    success = gx_result["success"] and share <= rules.max_bad_row_share
+    message = "ok"
+    if not success:
+        message = _failure_message(con, config, batch, share, failed_gx)
+
+    out_dir = Path(config.data_dir) / "validation" / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{batch.batch_id}.json"
+    summary = {
+        "file": batch.file,
+        "source": batch.source,
+        "batch_id": batch.batch_id,
+        "rows_read": batch.rows_read,
+        "rows_bad": n_bad,
+        "bad_share": share,
+        "max_bad_row_share": rules.max_bad_row_share,
+        "timestamp_unit": batch.timestamp_unit,
+        "bad_by_expectation": dict(
+            con.execute("select expectation, count(*) from bad_rows group by all").fetchall()
+        ),
+        "success": success,
+        "message": message,
+        "great_expectations": gx_result,
+    }
+    path.write_text(json.dumps(summary, indent=2, default=str))
+    return Verdict(success, message, str(path), n_bad, gx_result["success"])
+
+
+def _failure_message(con, config, batch, share: float, failed_gx: list[dict]) -> str:
+    rows = con.execute(
+        "select p.line, p.row_number, b.expectation, b.reason, p.raw "
+        "from bad_rows as b join parsed_batch as p using (row_number) "
+        "order by p.row_number limit 3"
+    ).fetchall()
+    examples = "; ".join(
+        f"{'line ' + str(line) if line is not None else 'row ' + str(rn)}: {exp}: {reason} "
+        f"(raw: {str(raw)[:80]})"
+        for line, rn, exp, reason, raw in rows
+    )
+    expectations = ", ".join(
+        sorted({r["expectation_config"]["type"] for r in failed_gx})
+    ) or "bad-row share"
+    return (
+        f"{batch.file}: batch rejected by validation ({expectations}); "
+        f"{share:.1%} of {batch.rows_read} rows are bad, the limit is "
+        f"{config.validation.max_bad_row_share:.1%}. Examples: {examples or 'none'}"
+    )
+
+
+_GX_CONTEXT: Any = None
+
+
+def _context() -> Any:
+    global _GX_CONTEXT
+    if _GX_CONTEXT is None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        _GX_CONTEXT = gx.get_context(mode="ephemeral")
+        try:
+            _GX_CONTEXT.variables.progress_bars = ProgressBarsConfig(globally=False)
+        except Exception:  # progress bars are cosmetic
+            pass
+    return _GX_CONTEXT
+
+
+def build_suite(config: DecayrecConfig, max_ts: datetime, name: str) -> Any:
+    """The expectation suite for a batch of parsed events."""
+    import great_expectations as gx
+
+    rules = config.validation
+    mostly = max(0.0, 1.0 - rules.max_bad_row_share)
+    e = gx.expectations
+    suite = gx.ExpectationSuite(name=f"events-{name}")
+    suite.add_expectation(e.ExpectTableRowCountToBeBetween(min_value=1))
+    for column in EVENT_KEY:
+        suite.add_expectation(e.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(
+        e.ExpectColumnValuesToBeInSet(column="event_type", value_set=rules.event_types, mostly=mostly)
+    )
+    suite.add_expectation(
+        e.ExpectColumnValuesToBeBetween(
+            column="event_ts", min_value=rules.min_event_ts, max_value=max_ts, mostly=mostly
+        )
+    )
+    for event_type, (lo, hi) in rules.value_ranges.items():
+        suite.add_expectation(
+            e.ExpectColumnValuesToBeBetween(
+                column="value",
+                min_value=lo,
+                max_value=hi,
+                mostly=mostly,
+                # event types are checked against [A-Za-z0-9_.-] in the config
+                row_condition=f'event_type=="{event_type}"',
+                condition_parser="pandas",
+            )
+        )
+    suite.add_expectation(e.ExpectCompoundColumnsToBeUnique(column_list=EVENT_KEY, mostly=mostly))
+    return suite
+
+
+def run_expectations(frame: Any, config: DecayrecConfig, max_ts: datetime, name: str) -> dict:
+    """Validate a pandas frame of parsed events with GX; the result as a JSON-able dict."""
+    import great_expectations as gx
+
+    context = _context()
+    suite = context.suites.add_or_update(build_suite(config, max_ts, name))
+    source = context.data_sources.add_or_update_pandas(name="decayrec")
+    asset = next((a for a in source.assets if a.name == "events"), None)
+    if asset is None:
+        asset = source.add_dataframe_asset(name="events")
+    definition = next((b for b in asset.batch_definitions if b.name == "whole"), None)
+    if definition is None:
+        definition = asset.add_batch_definition_whole_dataframe("whole")
+    validation = gx.ValidationDefinition(name=f"validate-{name}", data=definition, suite=suite)
+    validation = context.validation_definitions.add_or_update(validation)
+    result = validation.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+    return result.to_json_dict()

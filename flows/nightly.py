@@ -1,0 +1,76 @@
+"""The nightly flow: sources -> ingest -> validate -> features -> train -> evaluate -> export."""
+
+import time
+import uuid
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from decayrec.config import DecayrecConfig
+from decayrec.warehouse import RunOutcome
+from tasks.evaluate import evaluate
+from tasks.export import export, outcome_summary, record_run, start_run
+from tasks.features import features
+from tasks.ingest import ingest
+from tasks.train import train
+from tasks.validate import validate
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"stage {stage} failed: {cause}")
+        self.stage = stage
+        self.cause = cause
+
+
+class _Stages:
+    """Times each stage and remembers which one failed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, task: Any, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return task(*args)
+        except Exception as exc:
+            raise StageFailed(name, exc) from exc
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+
+
+@flow(name="nightly", log_prints=True)
+def nightly(
+    as_of: date | None = None, config: DecayrecConfig = DecayrecConfig()
+) -> dict[str, Any]:
+    """Publish every user's top-K list for `as_of` (default: today in config.timezone)."""
+    as_of = as_of or config.today()
+    as_of_time = config.as_of_time(as_of)
+    run_id = str(flow_run.get_id() or uuid.uuid4())
+    stage = _Stages()
+    stage("start-run", start_run, config, run_id, as_of)
+    try:
+        staged = stage("ingest", ingest, config, run_id)
+        loaded = stage("validate", validate, config, staged, run_id)
+        snapshot = stage("features", features, config, as_of_time)
+        trained = stage("train", train, config, snapshot, run_id)
+        metrics = stage("evaluate", evaluate, config, as_of_time)
+        published = stage("export", export, config, as_of, trained, run_id)
+    except StageFailed as failure:
+        record_run(config, run_id, RunOutcome(
+            status="failed", stage_seconds=stage.seconds, failed_task=failure.stage,
+            error=str(failure.cause)[:4000],
+        ))
+        raise failure.cause from None
+    outcome = RunOutcome(
+        status="succeeded", metrics=metrics, stage_seconds=stage.seconds,
+        n_users=trained.n_users, n_rows=trained.n_rows, n_fallback_rows=trained.n_fallback_rows,
+        published=published, snapshot_id=snapshot.snapshot_id,
+        validation_paths=[b.validation_path for b in loaded],
+    )
+    record_run(config, run_id, outcome)
+    get_run_logger().info("run %s for %s: %s", run_id, as_of, outcome_summary(outcome))
+    return {"run_id": run_id, "as_of": as_of.isoformat(), "batches": [b.__dict__ for b in loaded],
+            **outcome_summary(outcome)}

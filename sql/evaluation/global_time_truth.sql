@@ -1,0 +1,27 @@
+-- Returns the global-time protocol's ground truth: the items each user interacted with at
+-- or after $cutoff (and before $as_of) that they had not interacted with before $cutoff,
+-- for users with history before $cutoff.
+with scoped_events as (
+    select e.user_id, e.item_id, e.event_ts
+    from events as e
+    join type_params as t on t.event_type = e.event_type
+    where e.event_ts < $as_of and t.weight > 0
+),
+
+history as (
+    select distinct user_id, item_id
+    from scoped_events
+    where event_ts < $cutoff
+),
+
+future_items as (
+    select user_id, item_id, min(event_ts) as first_ts
+    from scoped_events
+    where event_ts >= $cutoff
+    group by user_id, item_id
+)
+
+select f.user_id, f.item_id, f.first_ts as last_ts
+from future_items as f
+semi join (select distinct user_id from history) as h on h.user_id = f.user_id
+anti join history as seen on seen.user_id = f.user_id and seen.item_id = f.item_id

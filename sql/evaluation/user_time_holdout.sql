@@ -1,0 +1,37 @@
+-- Returns the user-time protocol's ground truth: for each user with at least
+-- $min_user_events events before $as_of (of the types the model uses), the last
+-- $holdout_items distinct items by time (ties: larger item id first).
+with scoped_events as (
+    select e.user_id, e.item_id, e.event_ts
+    from events as e
+    join type_params as t on t.event_type = e.event_type
+    where e.event_ts < $as_of and t.weight > 0
+),
+
+active_users as (
+    select user_id
+    from scoped_events
+    group by user_id
+    having count(*) >= $min_user_events
+),
+
+last_touch as (
+    select s.user_id, s.item_id, max(s.event_ts) as last_ts
+    from scoped_events as s
+    semi join active_users as a on a.user_id = s.user_id
+    group by s.user_id, s.item_id
+),
+
+ranked_items as (
+    select
+        *,
+        row_number() over (
+            partition by user_id
+            order by last_ts desc, try_cast(item_id as double) desc nulls last, item_id desc
+        ) as recency_rank
+    from last_touch
+)
+
+select user_id, item_id, last_ts
+from ranked_items
+where recency_rank <= $holdout_items

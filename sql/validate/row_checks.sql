@@ -1,0 +1,44 @@
+-- Returns the parsed rows of a batch (table parsed_batch) with the first row-level
+-- expectation each row fails: expectation name, field and reason; all null for a good row.
+with checked as (
+    select
+        p.*,
+        r.min_value,
+        r.max_value,
+        row_number() over (
+            partition by p.user_id, p.item_id, p.event_type, p.event_ts order by p.row_number
+        ) as key_occurrence
+    from parsed_batch as p
+    left join value_ranges as r on r.event_type = p.event_type
+    where p.error_field is null
+)
+
+select
+    row_number,
+    case
+        when not list_contains($event_types, event_type) then 'expect_column_values_to_be_in_set'
+        when event_ts > $max_event_ts then 'expect_column_values_to_be_between'
+        when event_ts < $min_event_ts then 'expect_column_values_to_be_between'
+        when value < min_value or value > max_value then 'expect_column_values_to_be_between'
+        when key_occurrence > 1 then 'expect_compound_columns_to_be_unique'
+    end as expectation,
+    case
+        when not list_contains($event_types, event_type) then 'event_type'
+        when event_ts > $max_event_ts or event_ts < $min_event_ts then 'event_ts'
+        when value < min_value or value > max_value then 'value'
+        when key_occurrence > 1 then 'user_id,item_id,event_type,event_ts'
+    end as field,
+    case
+        when not list_contains($event_types, event_type)
+            then 'event_type ' || to_json(event_type) || ' is not one of the configured types'
+        when event_ts > $max_event_ts
+            then 'event_ts ' || strftime(event_ts, '%Y-%m-%dT%H:%M:%SZ') || ' is in the future'
+        when event_ts < $min_event_ts
+            then 'event_ts ' || strftime(event_ts, '%Y-%m-%dT%H:%M:%SZ')
+                || ' is before the floor ' || strftime($min_event_ts, '%Y-%m-%d')
+        when value < min_value or value > max_value
+            then 'value ' || value || ' is outside [' || coalesce(min_value::varchar, '-inf')
+                || ', ' || coalesce(max_value::varchar, 'inf') || '] for ' || event_type
+        when key_occurrence > 1 then 'duplicate event key within the batch'
+    end as reason
+from checked

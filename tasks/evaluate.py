@@ -1,0 +1,13 @@
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+
+from decayrec.config import DecayrecConfig
+from decayrec.evaluate import evaluate_all
+
+
+@task(name="evaluate")
+def evaluate(config: DecayrecConfig, as_of_time: datetime) -> dict[str, Any]:
+    """Temporal backtests of the model and of popularity on the data before T."""
+    return evaluate_all(config, as_of_time)

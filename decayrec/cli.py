@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from datetime import date, timedelta
+import traceback
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,21 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--k", type=int, help="items per user")
         p.add_argument("--data-dir", help="where the lake, snapshots and results go")
         if name == "run":
-            p.add_argument("--events", nargs="+", default=[], metavar="PATH_OR_GLOB",
-                           help="event files (CSV, Parquet, JSON Lines) with canonical columns")
+            p.add_argument(
+                "--events",
+                nargs="+",
+                default=[],
+                metavar="PATH_OR_GLOB",
+                help="event files (CSV, Parquet, JSON Lines) with canonical columns",
+            )
             p.add_argument("--movielens", metavar="DIR", help="a MovieLens directory")
     return parser
 
 
 def build_config(args: argparse.Namespace) -> DecayrecConfig:
-    config = load_config(args.config, warehouse_url=args.warehouse, k=args.k, data_dir=args.data_dir)
+    config = load_config(
+        args.config, warehouse_url=args.warehouse, k=args.k, data_dir=args.data_dir
+    )
     extra: list[SourceConfig] = []
     for path in getattr(args, "events", []) or []:
         extra.append(SourceConfig(path=path))
@@ -52,6 +60,9 @@ def build_config(args: argparse.Namespace) -> DecayrecConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # No telemetry: this machine (and many production ones) cannot reach the internet.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     try:
         config = build_config(args)
         as_of = args.as_of
@@ -71,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decayrec {args.command} failed: {type(exc).__name__}: {message}", file=sys.stderr)
         if os.environ.get("DECAYREC_TRACEBACK"):
             raise
+        # Drop the failed frames (and the closed DuckDB handles they still reference)
+        # before interpreter exit.
+        traceback.clear_frames(exc.__traceback__)
         return 1
     _report(config, summary)
     return 0
@@ -80,21 +94,27 @@ def _report(config: DecayrecConfig, summary: dict[str, Any]) -> None:
     from decayrec.warehouse import open_warehouse
 
     warehouse = open_warehouse(config.resolved_warehouse_url)
-    print(f"\nrun {summary['run_id']} for {summary['as_of']}: {summary['n_rows']} rows for "
-          f"{summary['n_users']} users ({summary['n_fallback_rows']} from the popularity "
-          f"fallback); published: {summary['published']}")
+    print(
+        f"\nrun {summary['run_id']} for {summary['as_of']}: {summary['n_rows']} rows for "
+        f"{summary['n_users']} users ({summary['n_fallback_rows']} from the popularity "
+        f"fallback); published: {summary['published']}"
+    )
     print(f"stage seconds: {json.dumps(summary.get('stage_seconds'))}")
     for protocol, result in (summary.get("metrics") or {}).items():
         if "model" in result:
             m, p = result["model"], result["popularity"]
-            print(f"{protocol}: {result['n_eval_users']} users  model NDCG@10 {m['ndcg@10']:.4f} "
-                  f"Recall@10 {m['recall@10']:.4f}  |  popularity NDCG@10 {p['ndcg@10']:.4f} "
-                  f"Recall@10 {p['recall@10']:.4f}")
+            print(
+                f"{protocol}: {result['n_eval_users']} users  model NDCG@10 {m['ndcg@10']:.4f} "
+                f"Recall@10 {m['recall@10']:.4f}  |  popularity NDCG@10 {p['ndcg@10']:.4f} "
+                f"Recall@10 {p['recall@10']:.4f}"
+            )
         else:
             print(f"{protocol}: {result.get('skipped')}")
     print(f"lake (events, quarantine, load_log): {config.lake_path}")
-    print(f"warehouse (recommendations, recommendation_runs, recommendations_latest): "
-          f"{config.resolved_warehouse_url}")
+    print(
+        f"warehouse (recommendations, recommendation_runs, recommendations_latest): "
+        f"{config.resolved_warehouse_url}"
+    )
     sample = warehouse.query(
         "select user_id, rank, item_id, round(score, 4) as score, source "
         "from recommendations_latest where user_id = (select min(user_id) from "

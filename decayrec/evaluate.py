@@ -46,8 +46,11 @@ def _backtest(
     if protocol == "user_time":
         con.execute(
             "create or replace temp table truth as " + sql("evaluation/user_time_holdout"),
-            {"as_of": as_of, "min_user_events": ev.min_user_events,
-             "holdout_items": ev.holdout_items},
+            {
+                "as_of": as_of,
+                "min_user_events": ev.min_user_events,
+                "holdout_items": ev.holdout_items,
+            },
         )
         con.execute(
             "create or replace temp view source_events as select e.* from events as e "
@@ -116,8 +119,13 @@ def _backtest(
     result["train_seconds"] = round(time.perf_counter() - started, 3)
     for name, scorer in (("model", model), ("popularity", None)):
         lists = recommend(
-            scorer, matrix, k, users=users, min_history=config.model.min_history,
-            user_batch=config.model.user_batch, device=device,
+            scorer,
+            matrix,
+            k,
+            users=users,
+            min_history=config.model.min_history,
+            user_batch=config.model.user_batch,
+            device=device,
         )
         ranked = lists.as_matrix(len(users), k)
         result[name] = ranking_metrics(ranked, truth_sets, ev.ks, matrix.shape[1])

@@ -128,7 +128,9 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
         if meta_path.exists():
             return Snapshot(**json.loads(meta_path.read_text()))
         con.execute("create or replace temp view source_events as select * from events")
-        con.execute("create or replace temp table reference_times (user_id varchar, ref_ts timestamptz)")
+        con.execute(
+            "create or replace temp table reference_times (user_id varchar, ref_ts timestamptz)"
+        )
         compute_interactions(con, config.decay, as_of)
         out.mkdir(parents=True, exist_ok=True)
         # Written through Arrow so no path is ever pasted into SQL.

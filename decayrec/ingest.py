@@ -28,7 +28,7 @@ from decayrec.sqlfiles import connect, quote_ident, run_script, sql
 
 
 class IngestError(RuntimeError):
-    """A batch that cannot be loaded at all (missing file, column, empty batch, too many bad rows)."""
+    """A batch that cannot be loaded at all: missing file or column, empty, too many bad rows."""
 
 
 @dataclass
@@ -151,7 +151,8 @@ def _stage_file(
         missing = [
             f"{field_name} (column {col!r})"
             for field_name, col in wanted.items()
-            if col is not None and col not in data_columns
+            if col is not None
+            and col not in data_columns
             and not (field_name in ("event_type", "value") and _optional(source, field_name))
         ]
         if missing:
@@ -226,7 +227,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, file: str) -> None:
         )
     except duckdb.Error as exc:
         if Path(file).stat().st_size == 0 or "empty" in str(exc).lower():
-            raise IngestError(f"{file}: empty batch (the file holds no header and no rows)") from exc
+            raise IngestError(
+                f"{file}: empty batch (the file holds no header and no rows)"
+            ) from exc
         raise IngestError(f"{file}: cannot be read as CSV: {exc}") from exc
     rejects = con.execute(
         "select line, any_value(csv_line), string_agg(distinct error_type::varchar || ': ' "
@@ -242,7 +245,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, file: str) -> None:
         r[0] for r in con.execute("describe csv_accepted").fetchall() if r[0] != "accepted_index"
     ]
     cols = ", ".join(quote_ident(c, "CSV header column") for c in data_cols)
-    null_cols = ", ".join(f"null::varchar as {quote_ident(c, 'CSV header column')}" for c in data_cols)
+    null_cols = ", ".join(
+        f"null::varchar as {quote_ident(c, 'CSV header column')}" for c in data_cols
+    )
     if rejects:
         _with_rejects(con, rejects, cols, null_cols)
     else:
@@ -258,7 +263,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, file: str) -> None:
 
 
 def _with_rejects(con, rejects, cols: str, null_cols: str) -> None:
-    con.execute("create or replace temp table rejects_list (line bigint, csv_line varchar, reason varchar)")
+    con.execute(
+        "create or replace temp table rejects_list (line bigint, csv_line varchar, reason varchar)"
+    )
     con.executemany("insert into rejects_list values (?, ?, ?)", [list(r) for r in rejects])
     con.execute(
         f"""
@@ -277,7 +284,9 @@ def _with_rejects(con, rejects, cols: str, null_cols: str) -> None:
     )
 
 
-def _accepted_line_numbers(n_accepted: int, reject_lines: np.ndarray, first_line: int) -> np.ndarray:
+def _accepted_line_numbers(
+    n_accepted: int, reject_lines: np.ndarray, first_line: int
+) -> np.ndarray:
     accepted = np.arange(n_accepted, dtype=np.int64)
     if len(reject_lines) == 0:
         return accepted + first_line
@@ -314,7 +323,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, file: str, source: SourceConfig)
         ),
         checked as (
             select line, raw,
-                coalesce(json_valid(raw) and json_type(raw) = 'OBJECT', false) as ok
+                case when json_valid(raw) then json_type(raw) = 'OBJECT' else false end as ok
             from lines
             where nullif(trim(raw), '') is not null
         )
@@ -429,7 +438,9 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
                 "run_id": run_id,
             },
         )
-        con.execute("delete from staged_rows where batch_id = $batch_id", {"batch_id": batch.batch_id})
+        con.execute(
+            "delete from staged_rows where batch_id = $batch_id", {"batch_id": batch.batch_id}
+        )
         con.execute("commit")
     except Exception:
         con.execute("rollback")

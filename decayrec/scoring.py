@@ -102,9 +102,7 @@ def recommend(
         top_key, top_item = torch.topk(key, k_eff, dim=1)
         valid = torch.isfinite(top_key)
         from_model = torch.gather(positive, 1, top_item)
-        score = torch.where(
-            from_model, torch.gather(model_score, 1, top_item), pop_score[top_item]
-        )
+        score = torch.where(from_model, torch.gather(model_score, 1, top_item), pop_score[top_item])
         pos = np.arange(start, start + len(batch))
         valid_np = valid.cpu().numpy()
         ranks = np.broadcast_to(np.arange(1, k_eff + 1), valid_np.shape)
@@ -121,8 +119,14 @@ def recommend(
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return Lists(empty, empty, empty, np.zeros(0), np.zeros(0, bool), empty)
-    user_idx, user_pos, rank, item_idx, score, from_model = (np.concatenate(p) for p in zip(*parts))
+    user_idx, user_pos, rank, item_idx, score, from_model = (
+        np.concatenate(p) for p in zip(*parts, strict=True)
+    )
     return Lists(
-        user_idx=user_idx, rank=rank, item_idx=item_idx, score=score, from_model=from_model,
+        user_idx=user_idx,
+        rank=rank,
+        item_idx=item_idx,
+        score=score,
+        from_model=from_model,
         user_pos=user_pos,
     )

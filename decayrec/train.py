@@ -50,8 +50,12 @@ def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> 
     model.save(model_path)
     started = time.perf_counter()
     lists = recommend(
-        model, matrix, config.k, min_history=config.model.min_history,
-        user_batch=config.model.user_batch, device=device,
+        model,
+        matrix,
+        config.k,
+        min_history=config.model.min_history,
+        user_batch=config.model.user_batch,
+        device=device,
     )
     table = lists.to_arrow(matrix)
     lists_path = run_dir / "lists.parquet"

@@ -65,7 +65,11 @@ def validate_batch(
         from ({sql("validate/row_checks")})
         where expectation is not null
         """,
-        {"event_types": rules.event_types, "max_event_ts": max_ts, "min_event_ts": rules.min_event_ts},
+        {
+            "event_types": rules.event_types,
+            "max_event_ts": max_ts,
+            "min_event_ts": rules.min_event_ts,
+        },
     )
     n_bad = con.execute("select count(*) from bad_rows").fetchall()[0][0]
     frame = con.sql(
@@ -115,9 +119,9 @@ def _failure_message(con, config, batch, share: float, failed_gx: list[dict]) ->
         f"(raw: {str(raw)[:80]})"
         for line, rn, exp, reason, raw in rows
     )
-    expectations = ", ".join(
-        sorted({r["expectation_config"]["type"] for r in failed_gx})
-    ) or "bad-row share"
+    expectations = (
+        ", ".join(sorted({r["expectation_config"]["type"] for r in failed_gx})) or "bad-row share"
+    )
     return (
         f"{batch.file}: batch rejected by validation ({expectations}); "
         f"{share:.1%} of {batch.rows_read} rows are bad, the limit is "
@@ -155,7 +159,9 @@ def build_suite(config: DecayrecConfig, max_ts: datetime, name: str) -> Any:
     for column in EVENT_KEY:
         suite.add_expectation(e.ExpectColumnValuesToNotBeNull(column=column))
     suite.add_expectation(
-        e.ExpectColumnValuesToBeInSet(column="event_type", value_set=rules.event_types, mostly=mostly)
+        e.ExpectColumnValuesToBeInSet(
+            column="event_type", value_set=rules.event_types, mostly=mostly
+        )
     )
     suite.add_expectation(
         e.ExpectColumnValuesToBeBetween(

@@ -49,9 +49,7 @@ class Warehouse(Protocol):
         self, run_id: str, as_of_date: date, model: str, params: dict[str, Any]
     ) -> None: ...
 
-    def publish(
-        self, as_of_date: date, lists: pa.Table, run_id: str, model: str
-    ) -> bool: ...
+    def publish(self, as_of_date: date, lists: pa.Table, run_id: str, model: str) -> bool: ...
 
     def finish_run(self, run_id: str, outcome: RunOutcome) -> None: ...
 
@@ -167,7 +165,9 @@ def duckdb_path(url: str) -> Path:
     """`duckdb:///relative/file.duckdb` or `duckdb:////absolute/file.duckdb` (as SQLAlchemy)."""
     prefix = "duckdb:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
-        raise WarehouseError(f"a DuckDB warehouse URL looks like duckdb:///path/file.duckdb, got {url!r}")
+        raise WarehouseError(
+            f"a DuckDB warehouse URL looks like duckdb:///path/file.duckdb, got {url!r}"
+        )
     return Path(url[len(prefix) :])
 
 

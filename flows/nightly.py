@@ -43,7 +43,8 @@ class _Stages:
 
 @flow(name="nightly", log_prints=True)
 def nightly(
-    as_of: date | None = None, config: DecayrecConfig = DecayrecConfig()
+    as_of: date | None = None,
+    config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
 ) -> dict[str, Any]:
     """Publish every user's top-K list for `as_of` (default: today in config.timezone)."""
     as_of = as_of or config.today()
@@ -59,18 +60,33 @@ def nightly(
         metrics = stage("evaluate", evaluate, config, as_of_time)
         published = stage("export", export, config, as_of, trained, run_id)
     except StageFailed as failure:
-        record_run(config, run_id, RunOutcome(
-            status="failed", stage_seconds=stage.seconds, failed_task=failure.stage,
-            error=str(failure.cause)[:4000],
-        ))
+        record_run(
+            config,
+            run_id,
+            RunOutcome(
+                status="failed",
+                stage_seconds=stage.seconds,
+                failed_task=failure.stage,
+                error=str(failure.cause)[:4000],
+            ),
+        )
         raise failure.cause from None
     outcome = RunOutcome(
-        status="succeeded", metrics=metrics, stage_seconds=stage.seconds,
-        n_users=trained.n_users, n_rows=trained.n_rows, n_fallback_rows=trained.n_fallback_rows,
-        published=published, snapshot_id=snapshot.snapshot_id,
+        status="succeeded",
+        metrics=metrics,
+        stage_seconds=stage.seconds,
+        n_users=trained.n_users,
+        n_rows=trained.n_rows,
+        n_fallback_rows=trained.n_fallback_rows,
+        published=published,
+        snapshot_id=snapshot.snapshot_id,
         validation_paths=[b.validation_path for b in loaded],
     )
     record_run(config, run_id, outcome)
     get_run_logger().info("run %s for %s: %s", run_id, as_of, outcome_summary(outcome))
-    return {"run_id": run_id, "as_of": as_of.isoformat(), "batches": [b.__dict__ for b in loaded],
-            **outcome_summary(outcome)}
+    return {
+        "run_id": run_id,
+        "as_of": as_of.isoformat(),
+        "batches": [b.__dict__ for b in loaded],
+        **outcome_summary(outcome),
+    }

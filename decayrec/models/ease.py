@@ -33,8 +33,13 @@ class CatalogueTooLarge(ValueError):
 class EASE:
     name = "ease"
 
-    def __init__(self, l2: float = 100.0, max_items: int = 40_000, user_batch: int = 2048,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        l2: float = 100.0,
+        max_items: int = 40_000,
+        user_batch: int = 2048,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.l2 = l2
         self.max_items = max_items
         self.user_batch = user_batch
@@ -79,8 +84,12 @@ class EASE:
 
     def save(self, path: str | Path) -> None:
         torch.save(
-            {"B": self.B.cpu(), "scale": self.scale, "l2": self.l2,
-             "item_ids": list(self.item_ids)},
+            {
+                "B": self.B.cpu(),
+                "scale": self.scale,
+                "l2": self.l2,
+                "item_ids": list(self.item_ids),
+            },
             path,
         )
 

@@ -1,0 +1,73 @@
+"""The `decayrec` command as an operator runs it (a real process, a real Prefect run)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+DECAYREC = [sys.executable, "-m", "decayrec.cli"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.run(
+        [*DECAYREC, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_demo_runs_the_nightly_flow_and_prints_a_list(tmp_path):
+    result = run_cli("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "list of user u0:" in result.stdout
+    assert "decayrec-data/warehouse.duckdb" in result.stdout
+    warehouse = tmp_path / "decayrec-data" / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        n_users, n_rows = con.execute(
+            "select count(distinct user_id), count(*) from recommendations_latest"
+        ).fetchall()[0]
+    assert n_users == 2000 and n_rows == 20000
+
+
+def test_run_with_events_and_a_failure_paragraph(tmp_path):
+    events = tmp_path / "events.csv"
+    rows = ["user_id,item_id,event_type,event_ts,value"]
+    for user in range(30):
+        for item in range(6):
+            rows.append(f"u{user},i{(user % 3) * 5 + item},view,{1700000000 + user * 60 + item},")
+    events.write_text("\n".join(rows) + "\n")
+    ok = run_cli(
+        "run",
+        "--events",
+        str(events),
+        "--as-of",
+        "2024-01-01",
+        "--k",
+        "3",
+        "--warehouse",
+        f"duckdb:///{tmp_path}/wh.duckdb",
+        "--data-dir",
+        str(tmp_path / "d"),
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from recommendations_latest").fetchall() == [(90,)]
+
+    missing = run_cli(
+        "run",
+        "--events",
+        str(tmp_path / "nope.csv"),
+        "--data-dir",
+        str(tmp_path / "d"),
+        cwd=tmp_path,
+    )
+    assert missing.returncode == 1
+    [paragraph] = [
+        line for line in missing.stderr.splitlines() if line.startswith("decayrec run failed")
+    ]
+    assert paragraph.startswith("decayrec run failed: IngestError:")
+    assert "nope.csv does not exist" in paragraph

@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "run the nightly flow once"),
         ("demo", "generate synthetic events with interest drift and run the nightly flow"),
+        ("tune", "tune decay and model parameters on a validation split (never the test window)"),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", help="YAML config file")
@@ -32,7 +33,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--as-of", type=date.fromisoformat, help="as-of date YYYY-MM-DD")
         p.add_argument("--k", type=int, help="items per user")
         p.add_argument("--data-dir", help="where the lake, snapshots and results go")
-        if name == "run":
+        if name == "tune":
+            p.add_argument(
+                "--budget-seconds",
+                type=float,
+                default=600.0,
+                help="stop starting trials after this many seconds",
+            )
+            p.add_argument(
+                "--protocol",
+                choices=["user_time", "global_time"],
+                help="validation protocol (default: the first of evaluation.protocols)",
+            )
+        if name in ("run", "tune"):
             p.add_argument(
                 "--events",
                 nargs="+",
@@ -74,6 +87,17 @@ def main(argv: list[str] | None = None) -> int:
             as_of = as_of or date(2025, 1, 1)
         if not config.sources:
             raise ValueError("no event source: give --events, --movielens or sources in --config")
+        if args.command == "tune":
+            from flows.tune import tune_flow
+
+            result = tune_flow(
+                as_of=as_of,
+                config=config,
+                budget_seconds=args.budget_seconds,
+                protocol=args.protocol,
+            )
+            print(json.dumps(result, indent=2, default=str))
+            return 0
         from flows.nightly import nightly
 
         summary = nightly(as_of=as_of, config=config)

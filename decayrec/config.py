@@ -123,16 +123,27 @@ class ValidationConfig(_Model):
 
 
 class DecayConfig(_Model):
-    """The decay kernel K(age) and the per-event-type weights of the interaction matrix.
+    """How the past is weighted: w(u, i) = S( sum_e type_weight(e) * K(age_e / memory) ).
 
-    w(u, i) = sum over events e of (u, i) before T of type_weight(e.type) * K(T - ts_e)
+    age_e = T - ts_e in days; K is the kernel (see decayrec.decay); memory =
+    type_memory[type] * user memory (1 unless `user_decay` is on); S is the saturation
+    of repeated interactions.
     """
 
-    kernel: Literal["exponential", "none"] = Field("exponential", description="decay kernel")
+    kernel: Literal["exponential", "power_law", "sigmoid", "window", "none"] = Field(
+        "exponential", description="decay kernel K(age)"
+    )
     # 365 d and lambda 100 won on MovieLens-small's validation split (bench/movielens_quality.py)
     half_life_days: float = Field(
-        365.0, gt=0, description="half-life of the exponential kernel, in days"
+        365.0, gt=0, description="exponential: K = 2^(-age / half_life_days)"
     )
+    power_tau_days: float = Field(30.0, gt=0, description="power_law: K = (1 + age/tau)^-p")
+    power_exponent: float = Field(1.0, gt=0, description="power_law: the exponent p")
+    sigmoid_midpoint_days: float = Field(
+        180.0, ge=0, description="sigmoid: K = 1 / (1 + exp((age - t0) / s)); t0 in days"
+    )
+    sigmoid_width_days: float = Field(30.0, gt=0, description="sigmoid: the width s in days")
+    window_days: float = Field(365.0, gt=0, description="window: K = 1 if age < window else 0")
     type_weights: dict[str, float] = Field(
         default_factory=lambda: {
             "view": 1.0,
@@ -144,15 +155,40 @@ class DecayConfig(_Model):
         },
         description="weight of one event of each type; types not listed weigh 0",
     )
+    type_memory: dict[str, float] = Field(
+        default_factory=dict,
+        description="per event type, how much longer it is remembered: its ages are divided "
+        "by this (exponential: the type's half-life is half_life_days times this); default 1",
+    )
+    saturation: Literal["none", "log1p", "cap"] = Field(
+        "none", description="repeated interactions: none (sum), log1p(sum) or min(sum, cap)"
+    )
+    saturation_cap: float = Field(3.0, gt=0, description="the cap of saturation 'cap'")
+    user_decay: Literal["off", "drift"] = Field(
+        "off",
+        description="per-user memory: 'drift' makes users whose recent items differ from "
+        "their older ones forget faster (see decayrec.dynamic)",
+    )
+    drift_strength: float = Field(
+        1.0, ge=0, description="user memory = (median drift / user drift) ^ drift_strength"
+    )
+    user_memory_min: float = Field(0.25, gt=0, description="lower clamp of a user's memory")
+    user_memory_max: float = Field(4.0, gt=0, description="upper clamp of a user's memory")
 
-    @field_validator("type_weights")
+    @field_validator("type_weights", "type_memory")
     @classmethod
     def _weights_safe(cls, v: dict[str, float]) -> dict[str, float]:
         for t, w in v.items():
             check_event_type(t)
             if w < 0:
-                raise ConfigError(f"type weight of {t!r} must be >= 0, got {w}")
+                raise ConfigError(f"weight or memory of event type {t!r} must be >= 0, got {w}")
         return v
+
+    @model_validator(mode="after")
+    def _clamp_order(self) -> DecayConfig:
+        if self.user_memory_min > self.user_memory_max:
+            raise ConfigError("decay.user_memory_min must not exceed decay.user_memory_max")
+        return self
 
 
 class ModelConfig(_Model):
@@ -203,6 +239,9 @@ class DecayrecConfig(_Model):
     decay: DecayConfig = Field(default_factory=DecayConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    use_tuned: bool = Field(
+        True, description="apply the newest tuning winner's decay and lambda (decayrec tune)"
+    )
 
     @field_validator("timezone")
     @classmethod

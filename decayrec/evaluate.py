@@ -27,22 +27,34 @@ from decayrec.scoring import recommend
 from decayrec.sqlfiles import connect, sql
 from decayrec.train import make_model
 
+SPLITS = ("test", "validation")
 
-def backtest(config: DecayrecConfig, as_of: datetime, protocol: str) -> dict[str, Any]:
-    """Split the lake's events before `as_of` by `protocol`, train, score, measure."""
+
+def backtest(
+    config: DecayrecConfig, as_of: datetime, protocol: str, split: str = "test"
+) -> dict[str, Any]:
+    """Split the lake's events before `as_of` by `protocol`, train, score, measure.
+
+    split='test' measures on the protocol's test window. split='validation' first
+    removes the test window (the user-time holdout, or everything from the global-time
+    cutoff on) and applies the same protocol to what is left: tuning uses it, so no
+    choice ever sees the test window.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     con = connect(config.lake_path)
     try:
-        return _backtest(con, config, as_of, protocol)
+        return _backtest(con, config, as_of, protocol, split)
     finally:
         con.close()
 
 
-def _backtest(
+def _carve_truth(
     con: duckdb.DuckDBPyConnection, config: DecayrecConfig, as_of: datetime, protocol: str
-) -> dict[str, Any]:
+) -> datetime | None:
+    """Fill the temp table `truth` from `split_events` and point `source_events` at the
+    training part; return the time training data ends (None: nothing to split)."""
     ev = config.evaluation
-    prepare_decay_tables(con, config.decay)
-    result: dict[str, Any] = {"protocol": protocol}
     if protocol == "user_time":
         con.execute(
             "create or replace temp table truth as " + sql("evaluation/user_time_holdout"),
@@ -53,17 +65,19 @@ def _backtest(
             },
         )
         con.execute(
-            "create or replace temp view source_events as select e.* from events as e "
-            "anti join truth as t on t.user_id = e.user_id and t.item_id = e.item_id"
-        )
-        con.execute(
-            "create or replace temp table reference_times as "
-            "select user_id, max(event_ts) + interval 1 second as ref_ts from source_events "
-            "where event_ts < $as_of group by user_id",
+            "create or replace temp table training_events as select e.* from split_events as e "
+            "anti join truth as t on t.user_id = e.user_id and t.item_id = e.item_id "
+            "where e.event_ts < $as_of",
             {"as_of": as_of},
         )
-        train_until = as_of
-    elif protocol == "global_time":
+        con.execute("create or replace temp view source_events as from training_events")
+        # each user's decay is measured from just after their own last training event
+        con.execute(
+            "create or replace temp table reference_times as select user_id, "
+            "max(event_ts) + interval 1 second as ref_ts from training_events group by user_id"
+        )
+        return as_of
+    if protocol == "global_time":
         cutoff = ev.cutoff
         if cutoff is None:
             cutoff = con.execute(
@@ -71,19 +85,47 @@ def _backtest(
                 {"as_of": as_of, "test_fraction": ev.test_fraction},
             ).fetchall()[0][0]
         if cutoff is None:
-            return {**result, "skipped": "no events before the as-of time"}
+            return None
         con.execute(
             "create or replace temp table truth as " + sql("evaluation/global_time_truth"),
             {"as_of": as_of, "cutoff": cutoff},
         )
-        con.execute("create or replace temp view source_events as select * from events")
+        con.execute("create or replace temp view source_events as from split_events")
         con.execute(
             "create or replace temp table reference_times (user_id varchar, ref_ts timestamptz)"
         )
-        result["cutoff"] = cutoff.isoformat()
-        train_until = cutoff
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}")
+        return cutoff
+    raise ValueError(f"unknown protocol {protocol!r}")
+
+
+def _backtest(
+    con: duckdb.DuckDBPyConnection,
+    config: DecayrecConfig,
+    as_of: datetime,
+    protocol: str,
+    split: str,
+) -> dict[str, Any]:
+    ev = config.evaluation
+    prepare_decay_tables(con, config.decay)
+    result: dict[str, Any] = {"protocol": protocol, "split": split}
+    con.execute("create or replace temp view split_events as from events")
+    if split == "validation":
+        test_start = _carve_truth(con, config, as_of, protocol)
+        if test_start is None:
+            return {**result, "skipped": "no events before the as-of time"}
+        # what validation may see: the training part of the test split, nothing after it
+        con.execute(
+            "create or replace temp table validation_events as "
+            "select * from source_events where event_ts < $test_start",
+            {"test_start": test_start},
+        )
+        con.execute("create or replace temp view split_events as from validation_events")
+        as_of = test_start
+    train_until = _carve_truth(con, config, as_of, protocol)
+    if train_until is None:
+        return {**result, "skipped": "no events before the as-of time"}
+    if protocol == "global_time":
+        result["cutoff"] = train_until.isoformat()
 
     compute_interactions(con, config.decay, train_until)
     matrix = read_matrix(con)

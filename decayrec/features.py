@@ -17,9 +17,11 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from decayrec.config import DecayConfig, DecayrecConfig
+from decayrec.decay import effective_half_life
 from decayrec.sqlfiles import connect, run_script, sql
 
 
@@ -60,28 +62,66 @@ class InteractionMatrix:
 
 
 def prepare_decay_tables(con: duckdb.DuckDBPyConnection, decay: DecayConfig) -> None:
-    """Register type_params for the feature SQL; an empty reference_times unless one exists."""
+    """Register type_params for the feature SQL; empty user_memory and reference_times
+    unless they exist."""
     con.execute(
         "create or replace temp table type_params "
-        "(event_type varchar, weight double, half_life_days double)"
+        "(event_type varchar, weight double, memory double)"
     )
     con.executemany(
         "insert into type_params values (?, ?, ?)",
-        [(t, w, decay.half_life_days) for t, w in decay.type_weights.items()],
+        [(t, w, decay.type_memory.get(t, 1.0)) for t, w in decay.type_weights.items()],
     )
     con.execute(
         "create temp table if not exists reference_times (user_id varchar, ref_ts timestamptz)"
     )
+    con.execute(
+        "create temp table if not exists user_memory (user_id varchar, memory double, drift double)"
+    )
+
+
+def kernel_parameters(decay: DecayConfig) -> dict[str, object]:
+    """The bound parameters of sql/features/decayed_interactions.sql."""
+    return {
+        "kernel": decay.kernel,
+        "half_life_days": decay.half_life_days,
+        "power_tau_days": decay.power_tau_days,
+        "power_exponent": decay.power_exponent,
+        "sigmoid_midpoint_days": decay.sigmoid_midpoint_days,
+        "sigmoid_width_days": decay.sigmoid_width_days,
+        "window_days": decay.window_days,
+        "saturation": decay.saturation,
+        "saturation_cap": decay.saturation_cap,
+    }
 
 
 def compute_interactions(
     con: duckdb.DuckDBPyConnection, decay: DecayConfig, as_of: datetime
 ) -> None:
-    """Build the temp tables interactions, user_index, item_index from `source_events`."""
+    """Build the temp tables interactions, user_index, item_index from `source_events`.
+
+    With `decay.user_decay = 'drift'` this takes two passes: the first, with every
+    user's memory at 1, gives the matrix from which each user's drift and memory are
+    estimated (decayrec.dynamic, into the temp table user_memory); the second applies
+    them.
+    """
     prepare_decay_tables(con, decay)
+    con.execute("delete from user_memory")
+    _interactions(con, decay, as_of)
+    if decay.user_decay == "drift":
+        from decayrec.dynamic import estimate_user_memory
+
+        memory = estimate_user_memory(read_matrix(con), con, decay)
+        con.register("estimated_memory", memory)
+        con.execute("insert into user_memory select user_id, memory, drift from estimated_memory")
+        con.unregister("estimated_memory")
+        _interactions(con, decay, as_of)
+
+
+def _interactions(con: duckdb.DuckDBPyConnection, decay: DecayConfig, as_of: datetime) -> None:
     con.execute(
         "create or replace temp table interactions as " + sql("features/decayed_interactions"),
-        {"as_of": as_of, "kernel": decay.kernel},
+        {"as_of": as_of, **kernel_parameters(decay)},
     )
     con.execute("create or replace temp table user_index as " + sql("features/user_index"))
     con.execute("create or replace temp table item_index as " + sql("features/item_index"))
@@ -140,6 +180,7 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
         pq.write_table(coo, out / "matrix.parquet")
         pq.write_table(users, out / "users.parquet")
         pq.write_table(items, out / "items.parquet")
+        pq.write_table(user_decay_table(con, config.decay), out / "user_decay.parquet")
         snapshot = Snapshot(
             snapshot_id=snapshot_id,
             path=str(out),
@@ -153,6 +194,18 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
         return snapshot
     finally:
         con.close()
+
+
+def user_decay_table(con: duckdb.DuckDBPyConnection, decay: DecayConfig) -> pa.Table:
+    """Per user: memory, drift (null where not estimated) and the effective half-life."""
+    table = con.sql(
+        "select u.user_id, coalesce(m.memory, 1.0) as memory, m.drift "
+        "from user_index as u left join user_memory as m on m.user_id = u.user_id "
+        "order by u.user_idx"
+    ).to_arrow_table()
+    memory = table["memory"].to_numpy()
+    half_life = np.array([effective_half_life(decay, float(m)) for m in memory])
+    return table.append_column("half_life_days", pa.array(half_life, pa.float64()))
 
 
 def load_snapshot(snapshot: Snapshot) -> InteractionMatrix:

@@ -20,6 +20,7 @@ from decayrec.scoring import recommend
 class TrainedLists:
     """A trained model and the lists it produced, on disk."""
 
+    run_dir: str
     model_path: str
     lists_path: str
     model: str
@@ -61,6 +62,7 @@ def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> 
     lists_path = run_dir / "lists.parquet"
     pq.write_table(table, lists_path)
     return TrainedLists(
+        run_dir=str(run_dir),
         model_path=str(model_path),
         lists_path=str(lists_path),
         model=model.name,

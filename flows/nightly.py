@@ -15,6 +15,7 @@ from tasks.export import export, outcome_summary, record_run, start_run
 from tasks.features import features
 from tasks.ingest import ingest
 from tasks.train import train
+from tasks.tune import configure, report_decay
 from tasks.validate import validate
 
 
@@ -51,12 +52,14 @@ def nightly(
     as_of_time = config.as_of_time(as_of)
     run_id = str(flow_run.get_id() or uuid.uuid4())
     stage = _Stages()
+    config, tune_id = stage("configure", configure, config)
     stage("start-run", start_run, config, run_id, as_of)
     try:
         staged = stage("ingest", ingest, config, run_id)
         loaded = stage("validate", validate, config, staged, run_id)
         snapshot = stage("features", features, config, as_of_time)
         trained = stage("train", train, config, snapshot, run_id)
+        decay = stage("decay-report", report_decay, config, snapshot, trained.run_dir)
         metrics = stage("evaluate", evaluate, config, as_of_time)
         published = stage("export", export, config, as_of, trained, run_id)
     except StageFailed as failure:
@@ -73,7 +76,7 @@ def nightly(
         raise failure.cause from None
     outcome = RunOutcome(
         status="succeeded",
-        metrics=metrics,
+        metrics={**metrics, "decay": {**decay, "tune_id": tune_id}},
         stage_seconds=stage.seconds,
         n_users=trained.n_users,
         n_rows=trained.n_rows,

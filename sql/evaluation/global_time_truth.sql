@@ -1,9 +1,9 @@
 -- Returns the global-time protocol's ground truth: the items each user interacted with at
 -- or after $cutoff (and before $as_of) that they had not interacted with before $cutoff,
--- for users with history before $cutoff.
+-- for users with history before $cutoff. Reads split_events, the events the split may see.
 with scoped_events as (
     select e.user_id, e.item_id, e.event_ts
-    from events as e
+    from split_events as e
     join type_params as t on t.event_type = e.event_type
     where e.event_ts < $as_of and t.weight > 0
 ),

@@ -1,0 +1,46 @@
+"""The tune flow: search decay and model parameters on a validation split of the data
+before the as-of time; the nightly flow then uses the winner."""
+
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from decayrec.config import DecayrecConfig
+from tasks.ingest import ingest
+from tasks.tune import search
+from tasks.validate import validate
+
+
+@flow(name="tune", log_prints=True)
+def tune_flow(
+    as_of: date | None = None,
+    config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
+    budget_seconds: float = 600.0,
+    protocol: str | None = None,
+) -> dict[str, Any]:
+    """Load new events, then tune within `budget_seconds`; returns the winner."""
+    as_of = as_of or config.today()
+    run_id = f"tune-{as_of.isoformat()}"
+    validate(config, ingest(config, run_id), run_id)
+    result = search(config, config.as_of_time(as_of), budget_seconds, protocol)
+    get_run_logger().info(
+        "tune %s: winner %s (validation %s) over baseline %s after %d trials",
+        result.tune_id,
+        result.winner.decay,
+        result.winner.score,
+        result.baseline.score,
+        len(result.trials),
+    )
+    return {
+        "tune_id": result.tune_id,
+        "protocol": result.protocol,
+        "winner": {
+            "decay": result.winner.decay,
+            "l2": result.winner.l2,
+            "score": result.winner.score,
+        },
+        "baseline_score": result.baseline.score,
+        "n_trials": len(result.trials),
+        "budget_exhausted": result.budget_exhausted,
+    }

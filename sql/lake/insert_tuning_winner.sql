@@ -1,0 +1,6 @@
+-- Records the winner of a tune run beside the score of the configuration it started from.
+insert into tuning_winners
+values (
+    $tune_id, $as_of, $protocol, $decay, $l2, $metric, $score, $baseline_score, $n_trials,
+    $recorded_at
+)

@@ -96,26 +96,30 @@ def kernel_parameters(decay: DecayConfig) -> dict[str, object]:
 
 
 def compute_interactions(
-    con: duckdb.DuckDBPyConnection, decay: DecayConfig, as_of: datetime
+    con: duckdb.DuckDBPyConnection,
+    decay: DecayConfig,
+    as_of: datetime,
+    user_memory: pa.Table | None = None,
 ) -> None:
     """Build the temp tables interactions, user_index, item_index from `source_events`.
 
-    With `decay.user_decay = 'drift'` this takes two passes: the first, with every
-    user's memory at 1, gives the matrix from which each user's drift and memory are
-    estimated (decayrec.dynamic, into the temp table user_memory); the second applies
-    them.
+    Each user's memory (user_id, memory, drift) comes from `user_memory` when given;
+    with `decay.user_decay = 'drift'` it is estimated instead, in two passes: the
+    first, with every memory at 1, gives the matrix from which each user's drift is
+    measured (decayrec.dynamic); the second applies the memories.
     """
     prepare_decay_tables(con, decay)
     con.execute("delete from user_memory")
-    _interactions(con, decay, as_of)
     if decay.user_decay == "drift":
         from decayrec.dynamic import estimate_user_memory
 
-        memory = estimate_user_memory(read_matrix(con), con, decay)
-        con.register("estimated_memory", memory)
-        con.execute("insert into user_memory select user_id, memory, drift from estimated_memory")
-        con.unregister("estimated_memory")
         _interactions(con, decay, as_of)
+        user_memory = estimate_user_memory(read_matrix(con), con, decay)
+    if user_memory is not None:
+        con.register("given_memory", user_memory)
+        con.execute("insert into user_memory select user_id, memory, drift from given_memory")
+        con.unregister("given_memory")
+    _interactions(con, decay, as_of)
 
 
 def _interactions(con: duckdb.DuckDBPyConnection, decay: DecayConfig, as_of: datetime) -> None:

@@ -78,8 +78,12 @@ def tune(
     budget_seconds: float = 600.0,
     protocol: str | None = None,
     progress: Callable[[str], None] = print,
+    max_trials: int | None = None,
 ) -> TuneResult:
-    """Search decay and model parameters on the validation split; record and return."""
+    """Search decay and model parameters on the validation split; record and return.
+
+    The search stops before a trial once `budget_seconds` are spent or `max_trials`
+    trials have run."""
     protocol = protocol or config.evaluation.protocols[0]
     tune_id = str(uuid.uuid4())
     started = time.perf_counter()
@@ -125,6 +129,8 @@ def tune(
         if key in seen:
             continue
         seen.add(key)
+        if max_trials is not None and len(trials) >= max_trials:
+            break
         if trials and time.perf_counter() - started > budget_seconds:
             exhausted = True
             progress(

@@ -1,0 +1,113 @@
+"""Tuning reads the validation split only: poisoning the test window changes nothing."""
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from decayrec.config import DecayrecConfig, EvaluationConfig
+from decayrec.evaluate import backtest
+from decayrec.features import prepare_decay_tables
+from decayrec.ingest import open_lake
+from decayrec.sqlfiles import sql
+from decayrec.tune import apply_latest_winner, latest_winner, tune
+
+AS_OF = datetime(2024, 7, 1, tzinfo=UTC)
+
+
+def small_events(seed: int = 1) -> pa.Table:
+    """300 users in 3 taste groups whose items drift within the group over 180 days."""
+    rng = np.random.default_rng(seed)
+    n = 12_000
+    users = rng.integers(0, 300, n)
+    days = rng.uniform(0, 180, n)
+    group = users % 3
+    items = group * 40 + (rng.integers(0, 20, n) + (days // 60).astype(int) * 10) % 40
+    ts = [AS_OF - timedelta(days=180) + timedelta(days=float(d)) for d in days]
+    return pa.table(
+        {
+            "user_id": [f"u{u}" for u in users],
+            "item_id": [f"i{i}" for i in items],
+            "event_type": ["view"] * n,
+            "event_ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "value": pa.array([None] * n, pa.float64()),
+        }
+    )
+
+
+def make_lake(path, events: pa.Table, protocol: str) -> DecayrecConfig:
+    config = DecayrecConfig(
+        data_dir=path, evaluation=EvaluationConfig(protocols=[protocol]), use_tuned=True
+    )
+    con = open_lake(config)
+    con.register("incoming", events)
+    con.execute(
+        "insert into events select user_id, item_id, event_type, event_ts, value, 'test', "
+        "'batch', now() from incoming"
+    )
+    con.close()
+    return config
+
+
+# item k of group g -> item k of group g + 1, which users of group g never touch
+OTHER_GROUP = "'i' || ((cast(substr(events.item_id, 2) as integer) + 40) % 120)"
+
+
+def poison_test_window(config: DecayrecConfig, protocol: str) -> None:
+    """Move every test-window event to the same item of another taste group."""
+    con = duckdb.connect(str(config.lake_path))
+    con.execute("create temp view split_events as from events")
+    prepare_decay_tables(con, config.decay)
+    if protocol == "global_time":
+        [(cutoff,)] = con.execute(
+            sql("evaluation/global_time_cutoff"), {"as_of": AS_OF, "test_fraction": 0.1}
+        ).fetchall()
+        con.execute(f"update events set item_id = {OTHER_GROUP} where event_ts >= ?", [cutoff])
+    else:
+        con.execute(
+            "create temp table truth as " + sql("evaluation/user_time_holdout"),
+            {"as_of": AS_OF, "min_user_events": 10, "holdout_items": 5},
+        )
+        con.execute(
+            f"update events set item_id = {OTHER_GROUP} from truth "
+            "where truth.user_id = events.user_id and truth.item_id = events.item_id"
+        )
+    con.close()
+
+
+@pytest.mark.parametrize("protocol", ["global_time", "user_time"])
+def test_poisoning_the_test_window_does_not_change_the_tuning(tmp_path, protocol):
+    clean = make_lake(tmp_path / "clean", small_events(), protocol)
+    poisoned = make_lake(tmp_path / "poisoned", small_events(), protocol)
+    poison_test_window(poisoned, protocol)
+
+    # the poison is real: the test split sees it
+    test_clean = backtest(clean, AS_OF, protocol, split="test")["model"]
+    test_poisoned = backtest(poisoned, AS_OF, protocol, split="test")["model"]
+    assert test_clean["ndcg@10"] != pytest.approx(test_poisoned["ndcg@10"], abs=1e-6)
+
+    quiet = lambda message: None  # noqa: E731
+    a = tune(clean, AS_OF, protocol=protocol, progress=quiet, max_trials=7)
+    b = tune(poisoned, AS_OF, protocol=protocol, progress=quiet, max_trials=7)
+    assert len(a.trials) == len(b.trials) == 7
+    assert [t.score for t in a.trials] == [t.score for t in b.trials]
+    assert (a.winner.decay, a.winner.l2) == (b.winner.decay, b.winner.l2)
+    # the search moved off the default for this drifting data
+    assert a.winner.score > a.baseline.score
+
+
+def test_the_nightly_config_takes_the_latest_winner(tmp_path):
+    config = make_lake(tmp_path / "lake", small_events(), "global_time")
+    assert apply_latest_winner(config) == (config, None)
+    result = tune(config, AS_OF, progress=lambda m: None, max_trials=4)
+    stored = latest_winner(config)
+    assert stored["tune_id"] == result.tune_id and stored["score"] == result.winner.score
+    tuned, tune_id = apply_latest_winner(config)
+    assert tune_id == result.tune_id
+    assert tuned.decay.model_dump() == result.winner.decay
+    with duckdb.connect(str(config.lake_path), read_only=True) as con:
+        assert con.execute("select count(*) from tuning_trials").fetchall() == [(4,)]
+    opted_out = config.model_copy(update={"use_tuned": False})
+    assert apply_latest_winner(opted_out) == (opted_out, None)

@@ -17,8 +17,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from decayrec.config import DecayConfig, DecayrecConfig, EvaluationConfig, ModelConfig
-from decayrec.config import movielens_sources
+from decayrec.config import (
+    DecayConfig,
+    DecayrecConfig,
+    EvaluationConfig,
+    ModelConfig,
+    movielens_sources,
+)
 from decayrec.evaluate import backtest
 from decayrec.ingest import load_batches, stage_sources
 from decayrec.tune import KERNEL_GRID, L2_GRID, USER_DECAY_GRID, _kernel_reset

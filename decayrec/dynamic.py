@@ -38,16 +38,16 @@ def item_vectors(matrix: InteractionMatrix, rank: int = RANK, seed: int = 0) -> 
     """Unit item vectors (items x rank) from a truncated SVD of the 0/1 user-item matrix."""
     n_users, n_items = matrix.shape
     q = max(1, min(rank, n_users - 1, n_items - 1))
-    x = torch.sparse_coo_tensor(
-        torch.from_numpy(np.vstack([matrix.rows, matrix.cols])),
-        torch.ones(len(matrix.rows), dtype=torch.float32),
-        (n_users, n_items),
-    ).coalesce()
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)  # svd_lowrank is randomised: keep runs reproducible
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse invariant checks")
+            x = torch.sparse_coo_tensor(
+                torch.from_numpy(np.vstack([matrix.rows, matrix.cols])),
+                torch.ones(len(matrix.rows), dtype=torch.float32),
+                (n_users, n_items),
+            ).coalesce()
             _, s, v = torch.svd_lowrank(x, q=q, niter=3)
     finally:
         torch.random.set_rng_state(generator_state)

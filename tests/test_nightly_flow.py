@@ -2,6 +2,7 @@
 
 import json
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -72,6 +73,12 @@ def test_run_history_holds_metrics_for_both_protocols(runs):
     for name in ("ndcg@10", "recall@10", "map@10", "hitrate@10", "coverage@10", "ndcg@20"):
         assert 0 < user_time["model"][name] <= 1
     assert metrics["global_time"]["n_eval_users"] > 0
+    decay = metrics["decay"]
+    assert decay["kernel"] == "exponential" and decay["tune_id"] is None
+    assert [Path(p).name for p in decay["plots"]] == ["decay_curves.png", "user_half_lives.png"]
+    for plot in decay["plots"]:
+        assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert decay["user_half_life_days"]["median"] == 365.0
     assert set(json.loads(stages)) >= {
         "ingest",
         "validate",

@@ -18,12 +18,13 @@ def tune_flow(
     config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
     budget_seconds: float = 600.0,
     protocol: str | None = None,
+    max_trials: int | None = None,
 ) -> dict[str, Any]:
     """Load new events, then tune within `budget_seconds`; returns the winner."""
     as_of = as_of or config.today()
     run_id = f"tune-{as_of.isoformat()}"
     validate(config, ingest(config, run_id), run_id)
-    result = search(config, config.as_of_time(as_of), budget_seconds, protocol)
+    result = search(config, config.as_of_time(as_of), budget_seconds, protocol, max_trials)
     get_run_logger().info(
         "tune %s: winner %s (validation %s) over baseline %s after %d trials",
         result.tune_id,

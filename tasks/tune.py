@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
 from decayrec.features import Snapshot
@@ -17,10 +17,18 @@ def configure(config: DecayrecConfig) -> tuple[DecayrecConfig, str | None]:
 
 @task(name="search")
 def search(
-    config: DecayrecConfig, as_of_time: datetime, budget_seconds: float, protocol: str | None
+    config: DecayrecConfig,
+    as_of_time: datetime,
+    budget_seconds: float,
+    protocol: str | None,
+    max_trials: int | None = None,
 ) -> TuneResult:
     """Staged search of decay and model parameters on the validation split."""
-    return tune(config, as_of_time, budget_seconds, protocol)
+    return tune(config, as_of_time, budget_seconds, protocol, progress=_log, max_trials=max_trials)
+
+
+def _log(message: str) -> None:
+    get_run_logger().info(message)
 
 
 @task(name="decay-report")

@@ -111,3 +111,15 @@ def test_the_nightly_config_takes_the_latest_winner(tmp_path):
         assert con.execute("select count(*) from tuning_trials").fetchall() == [(4,)]
     opted_out = config.model_copy(update={"use_tuned": False})
     assert apply_latest_winner(opted_out) == (opted_out, None)
+
+
+def test_tune_flow_runs_in_prefect_and_the_weekly_deployment(tmp_path, prefect_harness):
+    from deployments.tune import tune_deployment
+    from flows.tune import tune_flow
+
+    config = make_lake(tmp_path / "lake", small_events(), "global_time")
+    result = tune_flow(as_of=AS_OF.date(), config=config, max_trials=3)
+    assert result["n_trials"] == 3
+    assert latest_winner(config)["tune_id"] == result["tune_id"]
+    [schedule] = tune_deployment(config).schedules
+    assert schedule.schedule.cron == "0 3 * * 0"

@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 
 from decayrec.config import DecayrecConfig, SourceConfig
-from decayrec.sqlfiles import connect, quote_ident, run_script, sql
+from decayrec.sqlfiles import connect, escape_ident, quote_ident, run_script, sql
 
 
 class IngestError(RuntimeError):
@@ -173,7 +173,7 @@ def _stage_file(
         # A row the reader split is kept as JSON of its own columns; one it could not
         # split is kept as the raw line.
         data_cols = ", ".join(
-            quote_ident(c, "source column")
+            escape_ident(c)
             for c in columns
             if c not in ("row_number", "line", "read_error", "raw_line")
         )
@@ -244,10 +244,8 @@ def _read_csv(con: duckdb.DuckDBPyConnection, file: str) -> None:
     data_cols = [
         r[0] for r in con.execute("describe csv_accepted").fetchall() if r[0] != "accepted_index"
     ]
-    cols = ", ".join(quote_ident(c, "CSV header column") for c in data_cols)
-    null_cols = ", ".join(
-        f"null::varchar as {quote_ident(c, 'CSV header column')}" for c in data_cols
-    )
+    cols = ", ".join(escape_ident(c) for c in data_cols)
+    null_cols = ", ".join(f"null::varchar as {escape_ident(c)}" for c in data_cols)
     if rejects:
         _with_rejects(con, rejects, cols, null_cols)
     else:

@@ -28,6 +28,11 @@ def quote_ident(name: str, what: str = "identifier") -> str:
     return '"' + name + '"'
 
 
+def escape_ident(name: str) -> str:
+    """Quote an identifier read from a data file's header (not from configuration)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection in UTC; `path=None` gives an in-memory database."""
     if path is None:

@@ -192,3 +192,21 @@ def test_identifiers_from_configuration_are_checked():
         ColumnMapping(user_id='user"; drop table events; --')
     with pytest.raises(ValueError, match="event type"):
         DecayrecConfig(validation={"event_types": ["view'; --"]})
+
+
+def test_odd_header_names_in_a_file_are_quoted_not_rejected(tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_text('user,"item ""id""",when,note; drop table events\nu1,i1,1600000000,x\n')
+    mapping = ColumnMapping(user_id="user", item_id="item_id", event_ts="when", value=None)
+    source = SourceConfig(path=str(path), columns=mapping, event_type="view")
+    with pytest.raises(IngestError, match="missing column"):
+        ingest(make_config(tmp_path, source))
+    ok = SourceConfig(
+        path=str(path),
+        columns=ColumnMapping(
+            user_id="user", item_id="user", event_ts="when", event_type=None, value=None
+        ),
+        event_type="view",
+    )
+    [result] = ingest(make_config(tmp_path / "ok", ok))
+    assert result.rows_accepted == 1

@@ -1,6 +1,16 @@
--- Returns the global-time cutoff: the event time that leaves the last $test_fraction of
--- the events of split_events before $as_of (of the types the model uses) at or after it.
-select quantile_disc(e.event_ts, 1 - $test_fraction) as cutoff
-from split_events as e
-join type_params as t on t.event_type = e.event_type
-where e.event_ts < $as_of and t.weight > 0
+-- Returns the global-time cutoff: the time of the ceil($test_fraction * n)-th latest of the
+-- n events of split_events before $as_of (of the types the model uses), so that the last
+-- $test_fraction of them are at or after it (null when there is no event).
+with scoped_events as (
+    select
+        e.event_ts,
+        row_number() over (order by e.event_ts desc) as recency_rank,
+        count(*) over () as n_events
+    from split_events as e
+    join type_params as t on t.event_type = e.event_type
+    where e.event_ts < $as_of and t.weight > 0
+)
+
+select max(event_ts) as cutoff
+from scoped_events
+where recency_rank = greatest(1, ceil($test_fraction * n_events))

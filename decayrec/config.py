@@ -6,6 +6,7 @@ build a :class:`DecayrecConfig`; every default lives here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -223,6 +224,97 @@ class EvaluationConfig(_Model):
     cutoff: datetime | None = Field(None, description="global-time: explicit cutoff")
 
 
+# Identifiers that name a database object (a PostgreSQL schema): plain names only.
+_SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:]*):(?P<password>[^/@]*)@")
+
+
+def check_identifier(name: str, what: str) -> str:
+    """A name that is put into SQL as an identifier: letters, digits and '_' only."""
+    if not _SQL_IDENTIFIER.match(name):
+        raise ConfigError(
+            f"{what} {name!r} is not a plain SQL identifier (a letter or '_', then letters, "
+            "digits or '_', at most 63; no quotes, semicolons, dots or spaces)"
+        )
+    return name
+
+
+def url_password(url: str) -> str | None:
+    """The password embedded in a URL (scheme://user:password@host/...), if any."""
+    m = _URL_PASSWORD.match(url)
+    return m.group("password") if m and m.group("password") else None
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, safe to print, log and record."""
+    m = _URL_PASSWORD.match(url)
+    if not m or not m.group("password"):
+        return url
+    return f"{m.group('head')}:***@{url[m.end() :]}"
+
+
+class WarehouseConfig(_Model):
+    """Where and how lists are published (the URL itself: `warehouse_url`, the environment
+    variable `url_env` or the Prefect Secret block `secret_block`)."""
+
+    url_env: str = Field(
+        "DECAYREC_WAREHOUSE_URL",
+        description="environment variable holding the warehouse URL when warehouse_url is unset "
+        "(the place for a PostgreSQL URL with a password)",
+    )
+    secret_block: str | None = Field(
+        None,
+        description="name of a Prefect Secret block holding the warehouse URL (used when "
+        "warehouse_url is unset; takes precedence over url_env)",
+    )
+    schema_name: str | None = Field(
+        None,
+        description="PostgreSQL schema of the warehouse tables (created if missing; default: "
+        "the connection's search_path, normally public); ignored by DuckDB",
+    )
+    history_days: int = Field(
+        30,
+        ge=1,
+        description="days of lists kept: publishing date D deletes the lists of dates on or "
+        "before D - history_days, in the same transaction",
+    )
+    connect_retries: int = Field(
+        3, ge=0, description="PostgreSQL: further connection attempts after the first fails"
+    )
+    retry_backoff_seconds: float = Field(
+        1.0, ge=0, description="PostgreSQL: wait before retry n is backoff * 2^(n-1) seconds"
+    )
+    connect_timeout_seconds: int = Field(
+        10, ge=1, description="PostgreSQL: give up one connection attempt after this"
+    )
+    fail_after_staging: bool = Field(
+        False,
+        description="fault injection for drills and tests: the publish raises after the lists "
+        "are staged, before the swap (the published lists must stay as they were)",
+    )
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_safe(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, "warehouse.schema_name")
+
+    @field_validator("url_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        return check_identifier(v, "warehouse.url_env")
+
+    @field_validator("secret_block")
+    @classmethod
+    def _block_name(cls, v: str | None) -> str | None:
+        if v is not None and not _BLOCK_NAME.match(v):
+            raise ConfigError(
+                f"warehouse.secret_block {v!r} is not a Prefect block name (lowercase letters, "
+                "digits and '-')"
+            )
+        return v
+
+
 class DecayrecConfig(_Model):
     """Everything one run of decayrec needs."""
 
@@ -230,8 +322,12 @@ class DecayrecConfig(_Model):
         Path("decayrec-data"), description="lake DuckDB file, snapshots, validation results"
     )
     warehouse_url: str | None = Field(
-        None, description="duckdb:///path/file.duckdb (default: warehouse.duckdb in data_dir)"
+        None,
+        description="duckdb:///path/file.duckdb or postgresql://user@host/db without a password "
+        "(default: warehouse.secret_block, then $DECAYREC_WAREHOUSE_URL, then warehouse.duckdb "
+        "in data_dir)",
     )
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     k: int = Field(10, ge=1, le=1000, description="items per user list")
     timezone: str = Field("UTC", description="as-of dates start at midnight in this timezone")
@@ -252,13 +348,36 @@ class DecayrecConfig(_Model):
             raise ConfigError(f"unknown timezone {v!r}") from exc
         return v
 
+    @field_validator("warehouse_url")
+    @classmethod
+    def _no_password_in_config(cls, v: str | None) -> str | None:
+        if v is not None and url_password(v) is not None:
+            raise ConfigError(
+                f"warehouse_url {mask_url(v)} holds a password: config files and flow "
+                "parameters are stored and shown, so give the URL in the environment "
+                "($DECAYREC_WAREHOUSE_URL) or a Prefect Secret block (warehouse.secret_block)"
+            )
+        return v
+
     @property
     def lake_path(self) -> Path:
         return Path(self.data_dir) / "lake.duckdb"
 
     @property
     def resolved_warehouse_url(self) -> str:
-        return self.warehouse_url or f"duckdb:///{Path(self.data_dir) / 'warehouse.duckdb'}"
+        """The warehouse URL, secrets included: warehouse_url, else the Prefect Secret block
+        warehouse.secret_block, else $<warehouse.url_env>, else the DuckDB file in data_dir.
+        Never print it: print mask_url(...) of it."""
+        if self.warehouse_url:
+            return self.warehouse_url
+        if self.warehouse.secret_block:
+            from prefect.blocks.system import Secret
+
+            return str(Secret.load(self.warehouse.secret_block).get()).strip()
+        from_env = os.environ.get(self.warehouse.url_env, "").strip()
+        if from_env:
+            return from_env
+        return f"duckdb:///{Path(self.data_dir) / 'warehouse.duckdb'}"
 
     def as_of_time(self, as_of: date) -> datetime:
         """The instant T of an as-of date: its midnight in the configured timezone, in UTC."""

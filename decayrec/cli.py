@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
                 help="event files (CSV, Parquet, JSON Lines) with canonical columns",
             )
             p.add_argument("--movielens", metavar="DIR", help="a MovieLens directory")
+    text = "write synthetic events with known interest drift (and their ground truth) to Parquet"
+    gen = sub.add_parser("generate", help=text, description=text)
+    gen.add_argument("--events", type=int, required=True, metavar="N", help="number of events")
+    gen.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--chunk-users", type=int, help="users generated and written at a time")
     return parser
 
 
@@ -77,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     try:
+        if args.command == "generate":
+            from decayrec.synthetic import generate_command
+
+            return generate_command(args.events, args.out, args.seed, args.chunk_users)
         config = build_config(args)
         as_of = args.as_of
         if args.command == "demo":

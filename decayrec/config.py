@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import UTC, date, datetime, time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -192,11 +193,38 @@ class DecayConfig(_Model):
         return self
 
 
-class ModelConfig(_Model):
-    """The model trained each night."""
+class ModelName(StrEnum):
+    """The models `make_model` can build (decayrec/models/<name>.py)."""
 
-    name: Literal["ease"] = Field("ease", description="model to train")
+    ease = "ease"
+    ials = "ials"
+    itemknn = "itemknn"
+
+
+class ModelConfig(_Model):
+    """The model trained each night, and the champion/challenger gate it must pass."""
+
+    name: ModelName = Field(ModelName.ease, description="model to train")
     l2: float = Field(100.0, gt=0, description="EASE ridge penalty lambda")
+    seed: int = Field(0, description="random seed of models with a random start")
+    factors: int = Field(64, ge=1, description="iALS latent dimensions")
+    alpha: float = Field(10.0, gt=0, description="iALS confidence 1 + alpha * weight")
+    reg: float = Field(1.0, gt=0, description="iALS L2 regularisation of the factors")
+    iterations: int = Field(15, ge=1, description="iALS alternating sweeps")
+    cg_steps: int = Field(3, ge=1, description="iALS conjugate-gradient steps per solve")
+    similarity: Literal["cosine", "jaccard", "lift"] = Field(
+        "cosine", description="item-item similarity on the decayed co-occurrences"
+    )
+    neighbours: int = Field(100, ge=1, description="item-item: neighbours kept per item")
+    gate_metric: str = Field(
+        "ndcg@10", description="gate: metric of the first evaluation protocol compared"
+    )
+    gate_tolerance: float = Field(
+        0.002,
+        ge=0,
+        description="gate: publish the challenger unless it is worse than the champion by more "
+        "than this (absolute, in gate_metric)",
+    )
     min_history: int = Field(
         3, ge=1, description="users with fewer distinct items get the popularity fallback"
     )

@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from decayrec.config import DecayrecConfig
+from decayrec.config import DecayrecConfig, ModelName
 from decayrec.device import pick_device
 from decayrec.features import Snapshot, load_snapshot
-from decayrec.models.ease import EASE
+from decayrec.models import EASE, IALS, ItemKNN, Model
 from decayrec.scoring import recommend
 
 
@@ -32,10 +32,28 @@ class TrainedLists:
     n_fallback_rows: int
 
 
-def make_model(config: DecayrecConfig) -> tuple[EASE, torch.device]:
+def make_model(config: DecayrecConfig) -> tuple[Model, torch.device]:
+    """The configured model (unfitted) and the device it runs on."""
     device = pick_device(config.model.device)
     m = config.model
-    return EASE(l2=m.l2, max_items=m.max_items, user_batch=m.user_batch, device=device), device
+    torch.manual_seed(m.seed)
+    if m.name == ModelName.ials:
+        model: Model = IALS(
+            factors=m.factors,
+            alpha=m.alpha,
+            reg=m.reg,
+            iterations=m.iterations,
+            cg_steps=m.cg_steps,
+            seed=m.seed,
+            device=device,
+        )
+    elif m.name == ModelName.itemknn:
+        model = ItemKNN(similarity=m.similarity, neighbours=m.neighbours, device=device)
+    elif m.name == ModelName.ease:
+        model = EASE(l2=m.l2, max_items=m.max_items, user_batch=m.user_batch, device=device)
+    else:
+        raise ValueError(f"unknown model {m.name!r}")
+    return model, device
 
 
 def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:

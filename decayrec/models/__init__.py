@@ -1,5 +1,19 @@
-"""Recommendation models: one model per file, device-agnostic."""
+"""Recommendation models: one model per file, device-agnostic, one interface (`Model`)."""
 
+from decayrec.models.base import AlignedScorer, Model
 from decayrec.models.ease import EASE
+from decayrec.models.ials import IALS
+from decayrec.models.itemknn import ItemKNN
 
-__all__ = ["EASE"]
+MODELS: dict[str, type] = {"ease": EASE, "ials": IALS, "itemknn": ItemKNN}
+
+
+def model_class(name: str) -> type:
+    """The class of a model name (ModelConfig.name)."""
+    try:
+        return MODELS[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}") from None
+
+
+__all__ = ["EASE", "IALS", "MODELS", "AlignedScorer", "ItemKNN", "Model", "model_class"]

@@ -60,7 +60,56 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, metavar="DIR", help="output directory")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--chunk-users", type=int, help="users generated and written at a time")
+    text = "run a query of sql/queries on the warehouse and print a table (no NAME: list them)"
+    q = sub.add_parser("sql", help=text, description=text)
+    q.add_argument("name", nargs="?", metavar="NAME", help="query name, e.g. top_items")
+    q.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a query parameter (repeatable); the defaults are in the query's header",
+    )
+    q.add_argument(
+        "--warehouse",
+        help="warehouse URL (default: the config's, else $DECAYREC_WAREHOUSE_URL, else "
+        "decayrec-data/warehouse.duckdb); keep passwords in the environment",
+    )
+    q.add_argument("--config", help="YAML config file")
+    q.add_argument("--max-rows", type=int, help="print at most this many rows")
     return parser
+
+
+def _mask_passwords(text: str, args: argparse.Namespace) -> str:
+    """Belt and braces: no warehouse password in a message for the terminal."""
+    from decayrec.warehouse import redact
+
+    for url in (getattr(args, "warehouse", None), os.environ.get("DECAYREC_WAREHOUSE_URL")):
+        if url:
+            text = redact(text, url)
+    return text
+
+
+def sql_command(args: argparse.Namespace) -> int:
+    """`decayrec sql [NAME] [--param k=v ...]`: one query's result as a table."""
+    from decayrec.queries import format_table, list_queries, parse_params, run_query
+    from decayrec.warehouse import open_warehouse
+
+    if not args.name:
+        for query in list_queries():
+            params = " ".join(
+                f"${p.name}" + ("" if p.default is None else f"={p.default!r}")
+                for p in query.params
+            )
+            print(f"{query.name:<16} {query.summary}\n{'':<16} parameters: {params or '-'}")
+        return 0
+    config = load_config(args.config)
+    # a URL given here is used as it is (not stored in a config), so it may hold a password
+    url = args.warehouse or config.resolved_warehouse_url
+    warehouse = open_warehouse(url, config.warehouse)
+    table = run_query(warehouse, args.name, parse_params(args.param))
+    print(format_table(table, args.max_rows))
+    return 0
 
 
 def build_config(args: argparse.Namespace) -> DecayrecConfig:
@@ -83,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     try:
+        if args.command == "sql":
+            return sql_command(args)
         if args.command == "generate":
             from decayrec.synthetic import generate_command
 
@@ -112,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
         summary = nightly(as_of=as_of, config=config)
     except Exception as exc:  # one paragraph, not a traceback, for the operator
-        message = " ".join(str(exc).split())
+        message = _mask_passwords(" ".join(str(exc).split()), args)
         print(f"decayrec {args.command} failed: {type(exc).__name__}: {message}", file=sys.stderr)
         if os.environ.get("DECAYREC_TRACEBACK"):
             raise

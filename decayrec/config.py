@@ -346,6 +346,9 @@ class WarehouseConfig(_Model):
 class DecayrecConfig(_Model):
     """Everything one run of decayrec needs."""
 
+    # a rejected warehouse_url may hold a password: keep input values out of error messages
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     data_dir: Path = Field(
         Path("decayrec-data"), description="lake DuckDB file, snapshots, validation results"
     )

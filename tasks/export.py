@@ -2,18 +2,18 @@ from datetime import date
 from typing import Any
 
 import pyarrow.parquet as pq
-from prefect import task
+from prefect import get_run_logger, task
 
-from decayrec.config import DecayrecConfig
+from decayrec.config import DecayrecConfig, mask_url
 from decayrec.train import TrainedLists
-from decayrec.warehouse import RunOutcome, open_warehouse
+from decayrec.warehouse import RunOutcome, configured_warehouse, record_run_locally, redact
 from tasks import retry_transient
 
 
 @task(name="start-run", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_transient)
 def start_run(config: DecayrecConfig, run_id: str, as_of: date) -> None:
-    """Create the warehouse tables if needed and record the run as running."""
-    warehouse = open_warehouse(config.resolved_warehouse_url)
+    """Create or upgrade the warehouse tables (migrations) and record the run as running."""
+    warehouse = configured_warehouse(config)
     warehouse.ensure_schema()
     warehouse.start_run(run_id, as_of, config.model.name, config.model_dump(mode="json"))
 
@@ -21,14 +21,32 @@ def start_run(config: DecayrecConfig, run_id: str, as_of: date) -> None:
 @task(name="export", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_transient)
 def export(config: DecayrecConfig, as_of: date, trained: TrainedLists, run_id: str) -> bool:
     """Publish the lists of `as_of` atomically; False when identical lists were already live."""
-    warehouse = open_warehouse(config.resolved_warehouse_url)
+    warehouse = configured_warehouse(config)
     return warehouse.publish(as_of, pq.read_table(trained.lists_path), run_id, trained.model)
 
 
 @task(name="record-run", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_transient)
 def record_run(config: DecayrecConfig, run_id: str, outcome: RunOutcome) -> None:
     """Write the run's outcome (success with figures, or failure with its task) to the history."""
-    open_warehouse(config.resolved_warehouse_url).finish_run(run_id, outcome)
+    configured_warehouse(config).finish_run(run_id, outcome)
+
+
+@task(name="record-run-locally")
+def record_failure_locally(
+    config: DecayrecConfig, run_id: str, as_of: date, outcome: RunOutcome, reason: str
+) -> str:
+    """The record of a failed run that the warehouse could not take (unreachable): written to
+    <data_dir>/runs/<run_id>/run_record.json, password masked."""
+    url = config.resolved_warehouse_url
+    path = record_run_locally(config.data_dir, run_id, as_of, outcome, url)
+    get_run_logger().error(
+        "run %s failed and the warehouse %s could not record it (%s); recorded in %s",
+        run_id,
+        mask_url(url),
+        redact(reason, url),
+        path,
+    )
+    return str(path)
 
 
 def outcome_summary(outcome: RunOutcome) -> dict[str, Any]:

@@ -31,3 +31,37 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (decayrec.pg_local: initdb in a temp dir,
+    127.0.0.1 on a free port, a role with a password). Fails, never skips, when it cannot
+    start: scripts/setup.sh installs PostgreSQL."""
+    from decayrec.pg_local import LocalPostgres
+
+    server = LocalPostgres()
+    try:
+        server.start()
+    except Exception as exc:
+        server.stop()
+        pytest.fail(f"could not start PostgreSQL for the tests: {exc}")
+    yield server
+    server.stop()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture()
+def postgres_url(postgres_server) -> str:
+    """The URL (password included) of a new empty database on the session's server."""
+    return postgres_server.create_database(f"test_{next(_databases)}")
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def warehouse_url(request, tmp_path) -> str:
+    """One empty warehouse of each kind: every warehouse test runs against both."""
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path}/warehouse.duckdb"
+    return request.getfixturevalue("postgres_url")

@@ -1,12 +1,27 @@
-"""The DuckDB warehouse: atomic, idempotent publish and the run history."""
+"""Both warehouses (DuckDB file, real PostgreSQL): atomic, idempotent publish, history,
+migrations, the A/B bucket, readers during publishes, identifiers and credentials."""
 
-from datetime import date
+import threading
+import time
+from datetime import date, timedelta
 
 import duckdb
+import psycopg
 import pyarrow as pa
 import pytest
 
-from decayrec.warehouse import RunOutcome, WarehouseError, open_warehouse
+from decayrec.config import ConfigError, DecayrecConfig, WarehouseConfig, mask_url
+from decayrec.postgres import PostgresWarehouse
+from decayrec.sqlfiles import SQL_DIR
+from decayrec.warehouse import (
+    InjectedFailure,
+    RunOutcome,
+    WarehouseError,
+    WarehouseUnavailable,
+    ab_bucket,
+    open_warehouse,
+    split_statements,
+)
 
 
 def lists(users, items, source="model"):
@@ -23,23 +38,36 @@ def lists(users, items, source="model"):
 
 
 @pytest.fixture()
-def warehouse(tmp_path):
-    wh = open_warehouse(f"duckdb:///{tmp_path}/wh.duckdb")
+def warehouse(warehouse_url):
+    wh = open_warehouse(warehouse_url)
     wh.ensure_schema()
     return wh
 
 
-def read(wh, query):
-    return wh.query(query).to_pylist()
+def read(wh, query, params=None):
+    return wh.query(query, params).to_pylist()
+
+
+def all_rows(wh):
+    return read(
+        wh,
+        "select as_of_date, user_id, rank, item_id, score, source, model, run_id, generated_at "
+        "from recommendations order by as_of_date, user_id, rank",
+    )
 
 
 def test_publish_replaces_a_date_and_latest_follows_the_newest(warehouse):
     d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
     assert warehouse.publish(d1, lists(["a", "b"], ["x", "y"]), "run-1", "ease") is True
     assert warehouse.publish(d1, lists(["a", "b"], ["y", "z"]), "run-2", "ease") is True
-    rows = read(warehouse, "select user_id, rank, item_id, run_id from recommendations order by 1, 2")
+    rows = read(
+        warehouse, "select user_id, rank, item_id, run_id from recommendations order by 1, 2"
+    )
     assert [(r["user_id"], r["rank"], r["item_id"], r["run_id"]) for r in rows] == [
-        ("a", 1, "y", "run-2"), ("a", 2, "z", "run-2"), ("b", 1, "y", "run-2"), ("b", 2, "z", "run-2")
+        ("a", 1, "y", "run-2"),
+        ("a", 2, "z", "run-2"),
+        ("b", 1, "y", "run-2"),
+        ("b", 2, "z", "run-2"),
     ]
     warehouse.publish(d2, lists(["a"], ["q", "r"]), "run-3", "ease")
     latest = read(warehouse, "select distinct as_of_date from recommendations_latest")
@@ -50,21 +78,57 @@ def test_publish_replaces_a_date_and_latest_follows_the_newest(warehouse):
 def test_identical_lists_are_not_rewritten(warehouse):
     d = date(2024, 1, 1)
     warehouse.publish(d, lists(["a"], ["x", "y"]), "run-1", "ease")
-    before = read(warehouse, "select * from recommendations order by all")
+    before = all_rows(warehouse)
     assert warehouse.publish(d, lists(["a"], ["x", "y"]), "run-2", "ease") is False
-    assert read(warehouse, "select * from recommendations order by all") == before
+    assert all_rows(warehouse) == before
+    # a changed score is a change
+    changed = lists(["a"], ["x", "y"]).set_column(3, "score", pa.array([0.9, 0.1]))
+    assert warehouse.publish(d, changed, "run-3", "ease") is True
 
 
 def test_a_publish_that_fails_midway_leaves_the_old_lists(warehouse):
     d = date(2024, 1, 1)
     warehouse.publish(d, lists(["a", "b"], ["x", "y"]), "run-1", "ease")
     broken = lists(["a", "b"], ["p", "q"])
-    # a NULL item_id violates NOT NULL after the delete has run inside the transaction
+    # a NULL item_id violates NOT NULL inside the publish transaction
     broken = broken.set_column(2, "item_id", pa.array(["p", "q", "p", None]))
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises((duckdb.ConstraintException, WarehouseError), match="(?i)null"):
         warehouse.publish(d, broken, "run-2", "ease")
-    rows = read(warehouse, "select item_id, run_id from recommendations_latest order by user_id, rank")
+    rows = read(
+        warehouse, "select item_id, run_id from recommendations_latest order by user_id, rank"
+    )
     assert [(r["item_id"], r["run_id"]) for r in rows] == [("x", "run-1"), ("y", "run-1")] * 2
+
+
+def test_an_injected_failure_after_staging_leaves_the_previous_lists(warehouse_url):
+    ok = open_warehouse(warehouse_url)
+    ok.ensure_schema()
+    ok.publish(date(2024, 1, 1), lists(["a", "b"], ["x", "y"]), "run-1", "ease")
+    before = all_rows(ok)
+    failing = open_warehouse(
+        warehouse_url, WarehouseConfig(fail_after_staging=True, history_days=1)
+    )
+    for day in (date(2024, 1, 1), date(2024, 1, 2)):  # a rerun and a new date
+        with pytest.raises(InjectedFailure, match="after staging 4 rows"):
+            failing.publish(day, lists(["a", "b"], ["p", "q"]), "run-2", "ease")
+    assert all_rows(ok) == before
+    assert ok.publish(date(2024, 1, 2), lists(["a", "b"], ["p", "q"]), "run-3", "ease") is True
+    assert {r["run_id"] for r in read(ok, "select run_id from recommendations_latest")} == {"run-3"}
+
+
+def test_history_keeps_the_configured_number_of_days(warehouse_url):
+    wh = open_warehouse(warehouse_url, WarehouseConfig(history_days=3))
+    wh.ensure_schema()
+    start = date(2024, 1, 1)
+    for offset in range(6):
+        wh.publish(start + timedelta(days=offset), lists(["a"], ["x"]), f"run-{offset}", "ease")
+    dates = read(wh, "select distinct as_of_date from recommendations order by as_of_date")
+    assert [r["as_of_date"] for r in dates] == [start + timedelta(days=d) for d in (3, 4, 5)]
+    # a gap: publishing 10 days later keeps only that date
+    wh.publish(start + timedelta(days=15), lists(["a"], ["x"]), "run-15", "ease")
+    assert read(wh, "select distinct as_of_date from recommendations") == [
+        {"as_of_date": start + timedelta(days=15)}
+    ]
 
 
 def test_run_history_records_success_and_failure(warehouse):
@@ -75,15 +139,277 @@ def test_run_history_records_success_and_failure(warehouse):
     warehouse.finish_run("r2", RunOutcome(status="failed", failed_task="train", error="boom"))
     rows = read(
         warehouse,
-        "select run_id, status, metrics->>'$.\"ndcg@10\"' as ndcg, n_rows, failed_task, error, "
+        "select run_id, status, metrics->>'ndcg@10' as ndcg, n_rows, failed_task, error, "
         "finished_at is not null as finished from recommendation_runs order by run_id",
     )
     assert rows == [
-        {"run_id": "r1", "status": "succeeded", "ndcg": "0.5", "n_rows": 4, "failed_task": None,
-         "error": None, "finished": True},
-        {"run_id": "r2", "status": "failed", "ndcg": None, "n_rows": None, "failed_task": "train",
-         "error": "boom", "finished": True},
+        {
+            "run_id": "r1",
+            "status": "succeeded",
+            "ndcg": "0.5",
+            "n_rows": 4,
+            "failed_task": None,
+            "error": None,
+            "finished": True,
+        },
+        {
+            "run_id": "r2",
+            "status": "failed",
+            "ndcg": None,
+            "n_rows": None,
+            "failed_task": "train",
+            "error": "boom",
+            "finished": True,
+        },
     ]
+
+
+def test_tables_views_and_columns_are_the_same_in_both(warehouse):
+    columns = read(
+        warehouse,
+        "select table_name, column_name from information_schema.columns "
+        "where table_name in ('recommendations', 'recommendation_runs', 'recommendations_latest',"
+        " 'schema_migrations') and table_schema in ('main', 'public') "
+        "order by table_name, ordinal_position",
+    )
+    by_table = {}
+    for row in columns:
+        by_table.setdefault(row["table_name"], []).append(row["column_name"])
+    list_columns = [
+        "as_of_date",
+        "user_id",
+        "rank",
+        "item_id",
+        "score",
+        "source",
+        "model",
+        "run_id",
+        "generated_at",
+    ]
+    assert by_table["recommendations"] == list_columns
+    assert by_table["recommendations_latest"] == list_columns
+    assert by_table["recommendation_runs"][:4] == ["run_id", "as_of_date", "status", "started_at"]
+    assert len(by_table["recommendation_runs"]) == 17
+    assert by_table["schema_migrations"] == ["version", "name", "applied_at"]
+
+
+def test_migrations_upgrade_a_warehouse_in_place_without_losing_rows(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema(up_to=1)
+    assert wh.schema_version() == 1
+    wh.publish(date(2024, 1, 1), lists(["a", "b"], ["x", "y"]), "run-1", "ease")
+    wh.start_run("r1", date(2024, 1, 1), "ease", {})
+    before = all_rows(wh)
+    wh.ensure_schema()
+    wh.ensure_schema()  # idempotent
+    assert wh.schema_version() == 2
+    assert all_rows(wh) == before
+    assert read(wh, "select count(*) as n from recommendation_runs") == [{"n": 1}]
+    assert read(wh, "select version, name from schema_migrations order by version") == [
+        {"version": 1, "name": "initial"},
+        {"version": 2, "name": "ab_bucket"},
+    ]
+    assert read(wh, "select ab_bucket('s', 'u1') as b") == [{"b": ab_bucket("s", "u1")}]
+
+
+def test_a_duckdb_warehouse_of_the_release_before_migrations_is_upgraded(tmp_path):
+    # the released schema.sql is migration 1, word for word: build a warehouse with it
+    path = tmp_path / "released.duckdb"
+    released = (SQL_DIR / "warehouse/migrations/001_initial.sql").read_text()
+    with duckdb.connect(str(path)) as con:
+        for statement in split_statements(released):
+            con.execute(statement)
+        con.execute(
+            "insert into recommendations values ('2024-01-01', 'a', 1, 'x', 0.5, 'model', 'ease',"
+            " 'run-0', now())"
+        )
+    wh = open_warehouse(f"duckdb:///{path}")
+    wh.ensure_schema()
+    assert wh.schema_version() == 2
+    assert read(wh, "select user_id, item_id, run_id from recommendations_latest") == [
+        {"user_id": "a", "item_id": "x", "run_id": "run-0"}
+    ]
+
+
+def test_ab_buckets_agree_between_duckdb_postgresql_and_python(tmp_path, postgres_url):
+    ids = (
+        [str(i) for i in range(3000)]
+        + [f"user-{i}" for i in range(1000)]
+        + [
+            "",
+            "é",
+            "ユーザー",
+            "o'brien",
+            "a;b",
+            "x" * 200,
+        ]
+    )
+    ids_table = pa.table({"user_id": ids})
+    expected = {u: ab_bucket("exp-2024", u) for u in ids}
+    assert set(expected.values()) == set(range(100))  # every bucket is used
+    duck = open_warehouse(f"duckdb:///{tmp_path}/wh.duckdb")
+    duck.ensure_schema()
+    with duckdb.connect(str(duck.path)) as con:
+        con.register("ids", ids_table)
+        from_duckdb = dict(
+            con.execute(
+                "select user_id, ab_bucket($salt, user_id) from ids", {"salt": "exp-2024"}
+            ).fetchall()
+        )
+    pg = open_warehouse(postgres_url)
+    pg.ensure_schema()
+    with psycopg.connect(postgres_url) as con:
+        from_postgres = dict(
+            con.execute(
+                "select u, ab_bucket(%s, u) from unnest(%s::text[]) as u", ["exp-2024", ids]
+            ).fetchall()
+        )
+    assert from_duckdb == expected
+    assert from_postgres == expected
+    # the salt matters: another experiment splits users differently
+    assert sum(ab_bucket("other", u) == b for u, b in expected.items()) < len(ids) * 0.05
+
+
+def _reader(warehouse_url, stop, seen, problems, k, max_reads=5000, max_seconds=60):
+    """Query recommendations_latest on its own connection until told to stop."""
+    query = (
+        "select user_id, count(*) as n, count(distinct as_of_date) as n_dates, "
+        "min(as_of_date) as as_of_date, count(distinct run_id) as n_runs, min(run_id) as run_id "
+        "from recommendations_latest group by user_id"
+    )
+    if warehouse_url.startswith("duckdb"):
+        con = duckdb.connect(warehouse_url[len("duckdb:///") :])
+        run = lambda: con.execute(query).fetchall()  # noqa: E731
+    else:
+        con = psycopg.connect(warehouse_url, autocommit=True)
+        run = lambda: con.execute(query).fetchall()  # noqa: E731
+    deadline = time.monotonic() + max_seconds
+    try:
+        for _ in range(max_reads):
+            if stop.is_set() or time.monotonic() > deadline:
+                break
+            rows = run()
+            runs = {r[5] for r in rows}
+            dates = {r[3] for r in rows}
+            if not rows or len(runs) != 1 or len(dates) != 1:
+                problems.append(f"mixed or empty snapshot: runs {runs}, dates {dates}")
+            for user, n, n_dates, _, n_runs, _ in rows:
+                if n != k or n_dates != 1 or n_runs != 1:
+                    problems.append(f"user {user}: {n} rows, {n_dates} dates, {n_runs} runs")
+            seen.append((runs.pop() if len(runs) == 1 else None, len(rows)))
+    finally:
+        con.close()
+
+
+def test_readers_see_complete_old_or_complete_new_lists_during_publishes(warehouse_url):
+    k, n_users = 10, 3000
+    wh = open_warehouse(warehouse_url, WarehouseConfig(history_days=2))
+    wh.ensure_schema()
+    users = [f"u{i}" for i in range(n_users)]
+    plan = []  # (as_of_date, run_id, users): new dates, reruns of a date, fewer users
+    for step in range(6):
+        day = date(2024, 1, 1) + timedelta(days=step // 2)
+        plan.append((day, f"run-{step}", users[: n_users - 500 * (step % 2)]))
+    first_day, first_run, first_users = plan[0]
+    wh.publish(first_day, lists(first_users, [f"i{r}" for r in range(k)]), first_run, "ease")
+    stop, seen, problems = threading.Event(), [], []
+    reader = threading.Thread(target=_reader, args=(warehouse_url, stop, seen, problems, k))
+    reader.start()
+    try:
+        for step, (day, run_id, step_users) in enumerate(plan[1:], start=1):
+            items = [f"i{step * 7 + r}" for r in range(k)]
+            assert wh.publish(day, lists(step_users, items), run_id, "ease") is True
+        n_before = len(seen)
+        deadline = time.monotonic() + 30
+        while len(seen) < n_before + 2 and time.monotonic() < deadline and reader.is_alive():
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        reader.join(timeout=60)
+    assert not reader.is_alive()
+    assert problems == []
+    sizes = {run_id: len(u) for _, run_id, u in plan}
+    assert all(n == sizes[run_id] for run_id, n in seen)  # every snapshot complete
+    assert seen[-1][0] == "run-5"
+    assert len({run_id for run_id, _ in seen}) >= 2
+
+
+def test_the_postgres_schema_comes_from_the_config_and_is_checked(postgres_url):
+    wh = open_warehouse(postgres_url, WarehouseConfig(schema_name="recs_v2"))
+    wh.ensure_schema()
+    wh.publish(date(2024, 1, 1), lists(["a"], ["x"]), "run-1", "ease")
+    with psycopg.connect(postgres_url) as con:
+        assert con.execute("select count(*) from recs_v2.recommendations_latest").fetchone() == (1,)
+        assert con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'public' "
+            "and table_name = 'recommendations'"
+        ).fetchone() == (0,)
+    assert read(wh, "select item_id from recommendations_latest") == [{"item_id": "x"}]
+
+
+@pytest.mark.parametrize(
+    "bad", ['recs"; drop table recommendations; --', "a;b", "a'b", "a.b", "a b", "1abc", ""]
+)
+def test_identifiers_with_quotes_or_semicolons_are_refused(bad, postgres_url):
+    with pytest.raises(ValueError, match="not a plain SQL identifier"):
+        WarehouseConfig(schema_name=bad)
+    with pytest.raises(ValueError, match="not a plain SQL identifier"):
+        DecayrecConfig.model_validate({"warehouse": {"schema_name": bad}})
+    # settings that skipped validation are checked again by the writer
+    with pytest.raises(ConfigError, match="not a plain SQL identifier"):
+        PostgresWarehouse(postgres_url, WarehouseConfig.model_construct(schema_name=bad))
+
+
+def test_values_are_bound_never_pasted(warehouse):
+    warehouse.publish(date(2024, 1, 1), lists(["a", "o'brien"], ["x"]), "run-1", "ease")
+    hostile = "a' or '1'='1"
+    assert read(warehouse, "select * from recommendations where user_id = $u", {"u": hostile}) == []
+    rows = read(
+        warehouse, "select item_id from recommendations where user_id = $u", {"u": "o'brien"}
+    )
+    assert rows == [{"item_id": "x"}]
+
+
+def test_unreachable_postgres_fails_clearly_after_the_retries(postgres_server):
+    from decayrec.pg_local import free_port
+
+    url = f"postgresql://decayrec:{postgres_server.password}@127.0.0.1:{free_port()}/nowhere"
+    settings = WarehouseConfig(connect_retries=2, retry_backoff_seconds=0.2)
+    wh = open_warehouse(url, settings)
+    started = time.monotonic()
+    with pytest.raises(WarehouseUnavailable) as info:
+        wh.ensure_schema()
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "is unreachable: 3 connection attempts failed" in message
+    assert "Connection refused" in message or "connection" in message.lower()
+    assert elapsed >= 0.2 + 0.4  # the backoff waited before each retry
+    assert postgres_server.password not in message
+    assert "decayrec:***@127.0.0.1" in message
+
+
+def test_the_password_never_shows_in_urls_reprs_or_errors(postgres_server, postgres_url):
+    password = postgres_server.password
+    assert password in postgres_url
+    wh = open_warehouse(postgres_url)
+    assert password not in wh.url and password not in repr(wh) and "***" in wh.url
+    assert mask_url(postgres_url) == wh.url
+    wrong = open_warehouse(
+        postgres_url.replace(password, password + "-wrong"),
+        WarehouseConfig(connect_retries=0),
+    )
+    with pytest.raises(WarehouseUnavailable) as info:
+        wrong.ensure_schema()
+    assert "password authentication failed" in str(info.value)
+    assert password not in str(info.value)
+    wh.ensure_schema()
+    with pytest.raises(WarehouseError) as info:
+        wh.query("select * from no_such_table")
+    assert "no_such_table" in str(info.value) and password not in str(info.value)
+    # a config refuses a URL with a password, and does not echo it
+    with pytest.raises(ValueError) as info:
+        DecayrecConfig(warehouse_url=postgres_url)
+    assert password not in str(info.value) and "DECAYREC_WAREHOUSE_URL" in str(info.value)
 
 
 def test_unknown_warehouse_urls_are_refused():

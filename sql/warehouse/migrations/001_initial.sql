@@ -1,4 +1,6 @@
--- The warehouse tables and views that analysts query (DuckDB dialect).
+-- Migration 1 (DuckDB): the warehouse tables and views that analysts query, as released
+-- before migrations existed (this was sql/warehouse/schema.sql). Every statement is
+-- idempotent, so on a warehouse created by that release it only records version 1.
 -- recommendations is unique on (as_of_date, user_id, rank): publish replaces a whole
 -- as_of_date inside one transaction and never appends.
 

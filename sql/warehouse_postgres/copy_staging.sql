@@ -1,0 +1,2 @@
+-- Bulk load of the staged lists: CSV rows streamed over COPY.
+copy staged_lists (user_id, rank, item_id, score, source) from stdin with (format csv)

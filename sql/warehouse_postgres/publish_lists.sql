@@ -1,0 +1,17 @@
+-- Inserts the staged lists (staged_lists) as the lists of $as_of_date; run inside the
+-- transaction that first deleted that date's rows.
+insert into recommendations (
+    as_of_date, user_id, rank, item_id, score, source, model, run_id, generated_at
+)
+select
+    cast($as_of_date as date) as as_of_date,
+    user_id,
+    rank,
+    item_id,
+    score,
+    source,
+    cast($model as text) as model,
+    cast($run_id as text) as run_id,
+    cast($generated_at as timestamptz) as generated_at
+from staged_lists
+order by user_id, rank

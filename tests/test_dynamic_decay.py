@@ -89,3 +89,28 @@ def test_users_with_little_history_keep_memory_one():
     memory = estimate_user_memory(read_matrix(con), con, decay).to_pydict()
     assert set(memory["memory"]) == {1.0}
     assert set(memory["drift"]) == {None}
+
+
+def test_on_the_project_generator_decay_beats_no_decay_when_users_drift(tmp_path):
+    """decayrec.synthetic with every user drifting (4 or 12 switches a year), 3000 users.
+
+    Measured: no decay 0.091, exponential 60 d (chosen on validation) 0.118."""
+    from datetime import UTC, datetime
+
+    from decayrec.synthetic import generate_dataset
+
+    events = generate_dataset(
+        n_users=3000, drift_mix=(("drifter", 0.5, 4.0), ("fast", 0.5, 12.0))
+    ).events
+    config = lake(tmp_path, events)
+    as_of = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def score(decay: DecayConfig, split: str) -> float:
+        trial = config.model_copy(update={"decay": decay})
+        return backtest(trial, as_of, "global_time", split=split)["model"]["ndcg@10"]
+
+    best = max(
+        (DecayConfig(half_life_days=h) for h in (30.0, 60.0, 120.0)),
+        key=lambda d: score(d, "validation"),
+    )
+    assert score(best, "test") >= 1.2 * score(DecayConfig(kernel="none"), "test")

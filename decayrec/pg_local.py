@@ -84,7 +84,10 @@ class LocalPostgres:
 
     def start(self) -> LocalPostgres:
         bindir = postgres_bindir()
-        self.dir = Path(tempfile.mkdtemp(prefix="decayrec-pg-"))
+        base = tempfile.gettempdir()
+        if os.geteuid() == 0 and not _world_traversable(Path(base)):
+            base = "/tmp"  # the postgres user must reach the data and socket directory
+        self.dir = Path(tempfile.mkdtemp(prefix="decayrec-pg-", dir=base))
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         data = self.dir / "data"
@@ -191,6 +194,11 @@ class LocalPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _world_traversable(path: Path) -> bool:
+    path = path.resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
 
 
 def _shell_quote(arg: str) -> str:

@@ -1,5 +1,6 @@
 -- Inserts the staged lists (staged_lists) as the lists of $as_of_date; run inside the
--- transaction that first deleted that date's rows.
+-- transaction that first deleted that date's rows. COPY kept the lists' order (by user,
+-- then rank): no sort needed, the indexes serve readers.
 insert into recommendations (
     as_of_date, user_id, rank, item_id, score, source, model, run_id, generated_at
 )
@@ -14,4 +15,3 @@ select
     cast($run_id as text) as run_id,
     cast($generated_at as timestamptz) as generated_at
 from staged_lists
-order by user_id, rank

@@ -39,6 +39,7 @@ from decayrec.warehouse import (
     SCHEMA_VERSION,
     InjectedFailure,
     RunOutcome,
+    WarehouseConnectionLost,
     WarehouseError,
     WarehouseUnavailable,
     _finish_params,
@@ -133,6 +134,12 @@ class PostgresWarehouse:
             with con.cursor() as cur:
                 yield cur
             con.commit()
+        except psycopg.OperationalError as exc:
+            if not con.closed:
+                con.rollback()
+            raise WarehouseConnectionLost(
+                f"PostgreSQL warehouse {self.url}: {self._error(exc)}"
+            ) from None
         except psycopg.Error as exc:
             con.rollback()
             raise WarehouseError(f"PostgreSQL warehouse {self.url}: {self._error(exc)}") from None

@@ -16,6 +16,7 @@ from decayrec.sqlfiles import SQL_DIR
 from decayrec.warehouse import (
     InjectedFailure,
     RunOutcome,
+    WarehouseConnectionLost,
     WarehouseError,
     WarehouseUnavailable,
     ab_bucket,
@@ -386,6 +387,44 @@ def test_unreachable_postgres_fails_clearly_after_the_retries(postgres_server):
     assert elapsed >= 0.2 + 0.4  # the backoff waited before each retry
     assert postgres_server.password not in message
     assert "decayrec:***@127.0.0.1" in message
+
+
+def test_a_connection_lost_during_a_publish_writes_nothing_and_is_retried(postgres_url):
+    from decayrec.postgres import PUBLISH_LOCK
+    from tasks import PERMANENT_ERRORS
+
+    wh = open_warehouse(postgres_url)
+    wh.ensure_schema()
+    wh.publish(date(2024, 1, 1), lists(["a", "b"], ["x", "y"]), "run-1", "ease")
+    before = all_rows(wh)
+    errors = []
+
+    def publish():
+        try:
+            wh.publish(date(2024, 1, 2), lists(["a", "b"], ["p", "q"]), "run-2", "ease")
+        except Exception as exc:
+            errors.append(exc)
+
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        # hold the publish lock: the publisher waits inside its transaction
+        holder.execute("select pg_advisory_lock(%s)", [PUBLISH_LOCK])
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        deadline, pid = time.monotonic() + 30, None
+        while pid is None and time.monotonic() < deadline:
+            row = holder.execute(
+                "select pid from pg_stat_activity where application_name = 'decayrec' "
+                "and wait_event_type = 'Lock'"
+            ).fetchone()
+            pid = row[0] if row else time.sleep(0.02)
+        assert pid is not None, "the publisher never waited for the lock"
+        holder.execute("select pg_terminate_backend(%s)", [pid])
+        publisher.join(timeout=30)
+    assert len(errors) == 1 and isinstance(errors[0], WarehouseConnectionLost)
+    assert not isinstance(errors[0], PERMANENT_ERRORS)  # the export task retries it
+    assert "***" in str(errors[0]) or "terminat" in str(errors[0])
+    assert all_rows(wh) == before
+    assert wh.publish(date(2024, 1, 2), lists(["a", "b"], ["p", "q"]), "run-3", "ease") is True
 
 
 def test_the_password_never_shows_in_urls_reprs_or_errors(postgres_server, postgres_url):

@@ -249,6 +249,28 @@ class PostgresWarehouse:
                 pacsv.write_csv(batch, buffer, write_options=options)
                 copy.write(buffer.getbuffer())
 
+    def record_user_decay(self, run_id: str, as_of_date: date, table: pa.Table) -> None:
+        """Replace run `run_id`'s rows of user_decay_params with `table`, over COPY."""
+        n = table.num_rows
+        rows = pa.table(
+            {
+                "run_id": pa.array([run_id] * n, pa.string()),
+                "as_of_date": pa.array([as_of_date] * n, pa.date32()),
+                "user_id": table["user_id"],
+                "memory": table["memory"],
+                "drift": table["drift"],
+                "half_life_days": table["half_life_days"],
+            }
+        )
+        options = pacsv.WriteOptions(include_header=False)
+        with self._transaction() as cur:
+            self._execute(cur, "warehouse_postgres/delete_user_decay", {"run_id": run_id})
+            with cur.copy(sql("warehouse_postgres/copy_user_decay")) as copy:
+                for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(batch, buffer, write_options=options)
+                    copy.write(buffer.getbuffer())
+
     def finish_run(self, run_id: str, outcome: RunOutcome) -> None:
         with self._transaction() as cur:
             self._execute(cur, "warehouse_postgres/finish_run", _finish_params(run_id, outcome))

@@ -99,6 +99,8 @@ class Warehouse(Protocol):
 
     def finish_run(self, run_id: str, outcome: RunOutcome) -> None: ...
 
+    def record_user_decay(self, run_id: str, as_of_date: date, table: pa.Table) -> None: ...
+
     def query(self, query: str, params: dict[str, Any] | None = None) -> pa.Table: ...
 
 
@@ -352,6 +354,26 @@ class DuckDBWarehouse:
         con = self._connect()
         try:
             con.execute(sql("warehouse/finish_run"), _finish_params(run_id, outcome))
+        finally:
+            con.close()
+
+    def record_user_decay(self, run_id: str, as_of_date: date, table: pa.Table) -> None:
+        """Replace run `run_id`'s rows of user_decay_params with `table` (user_id, memory,
+        drift, half_life_days), in one transaction."""
+        con = self._connect()
+        try:
+            _register(con, "staged_user_decay", table)
+            con.execute("begin transaction")
+            try:
+                con.execute(sql("warehouse/delete_user_decay"), {"run_id": run_id})
+                con.execute(
+                    sql("warehouse/publish_user_decay"),
+                    {"run_id": run_id, "as_of_date": as_of_date},
+                )
+                con.execute("commit")
+            except Exception:
+                con.execute("rollback")
+                raise
         finally:
             con.close()
 

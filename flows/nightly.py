@@ -78,7 +78,9 @@ def nightly(
         loaded = stage("validate", validate, config, staged, run_id)
         snapshot = stage("features", features, config, as_of_time)
         trained = stage("train", train, config, snapshot, run_id)
-        decay = stage("decay-report", report_decay, config, snapshot, trained.run_dir)
+        decay = stage(
+            "decay-report", report_decay, config, snapshot, run_id, as_of, trained.run_dir
+        )
         metrics = stage("evaluate", evaluate, config, as_of_time)
         published = stage("export", export, config, as_of, trained, run_id)
     except StageFailed as failure:

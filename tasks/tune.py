@@ -1,12 +1,14 @@
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
 from decayrec.features import Snapshot
 from decayrec.plots import decay_report
 from decayrec.tune import TuneResult, apply_latest_winner, tune
+from decayrec.warehouse import configured_warehouse
 
 
 @task(name="configure")
@@ -32,6 +34,11 @@ def _log(message: str) -> None:
 
 
 @task(name="decay-report")
-def report_decay(config: DecayrecConfig, snapshot: Snapshot, run_dir: str) -> dict[str, Any]:
-    """Plots of the decay curves and of the per-user half-lives, for the run record."""
-    return decay_report(config.decay, f"{snapshot.path}/user_decay.parquet", run_dir)
+def report_decay(
+    config: DecayrecConfig, snapshot: Snapshot, run_id: str, as_of: date, run_dir: str
+) -> dict[str, Any]:
+    """Per-user decay parameters into the warehouse (user_decay_params), and plots of the
+    decay curves and of the per-user half-lives for the run record."""
+    table = f"{snapshot.path}/user_decay.parquet"
+    configured_warehouse(config).record_user_decay(run_id, as_of, pq.read_table(table))
+    return decay_report(config.decay, table, run_dir)

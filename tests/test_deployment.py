@@ -27,4 +27,4 @@ def test_parameter_form_is_typed_with_defaults_and_descriptions():
     assert config["k"]["default"] == 10
     assert "items per user list" in config["k"]["description"]
     decay = schema["definitions"]["DecayConfig"]["properties"]
-    assert decay["kernel"]["enum"] == ["exponential", "none"]
+    assert decay["kernel"]["enum"] == ["exponential", "power_law", "sigmoid", "window", "none"]

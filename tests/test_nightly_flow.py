@@ -115,3 +115,14 @@ def test_bad_source_fails_the_run_and_keeps_the_published_lists(runs, tmp_path):
     assert len(failed) == 1
     assert failed[0][:2] == (date(2018, 10, 2), "ingest")
     assert "late_delivery.csv" in failed[0][2]
+
+
+def test_the_run_records_its_per_user_decay(runs):
+    _, warehouse, first, *_ = runs
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select count(*), min(memory), max(memory), min(half_life_days), "
+            "max(half_life_days) from user_decay_params where run_id = ?",
+            [first["run_id"]],
+        ).fetchall()
+    assert rows == [(610, 1.0, 1.0, 365.0, 365.0)]

@@ -203,12 +203,13 @@ def test_migrations_upgrade_a_warehouse_in_place_without_losing_rows(warehouse_u
     before = all_rows(wh)
     wh.ensure_schema()
     wh.ensure_schema()  # idempotent
-    assert wh.schema_version() == 2
+    assert wh.schema_version() == 3
     assert all_rows(wh) == before
     assert read(wh, "select count(*) as n from recommendation_runs") == [{"n": 1}]
     assert read(wh, "select version, name from schema_migrations order by version") == [
         {"version": 1, "name": "initial"},
         {"version": 2, "name": "ab_bucket"},
+        {"version": 3, "name": "user_decay"},
     ]
     assert read(wh, "select ab_bucket('s', 'u1') as b") == [{"b": ab_bucket("s", "u1")}]
 
@@ -226,7 +227,7 @@ def test_a_duckdb_warehouse_of_the_release_before_migrations_is_upgraded(tmp_pat
         )
     wh = open_warehouse(f"duckdb:///{path}")
     wh.ensure_schema()
-    assert wh.schema_version() == 2
+    assert wh.schema_version() == 3
     assert read(wh, "select user_id, item_id, run_id from recommendations_latest") == [
         {"user_id": "a", "item_id": "x", "run_id": "run-0"}
     ]

@@ -11,8 +11,9 @@ import torch
 
 from decayrec.config import DecayrecConfig, ModelName
 from decayrec.device import pick_device
-from decayrec.features import Snapshot, load_snapshot
-from decayrec.models import EASE, IALS, ItemKNN, Model
+from decayrec.features import InteractionMatrix, Snapshot, load_snapshot
+from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model
+from decayrec.registry import ModelRecord
 from decayrec.scoring import recommend
 
 
@@ -67,6 +68,43 @@ def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> 
     train_seconds = time.perf_counter() - started
     model_path = run_dir / "model.pt"
     model.save(model_path)
+    return _score_and_write(
+        config, model, matrix, device, run_dir, model_path, "lists.parquet", train_seconds
+    )
+
+
+def score_saved_model(
+    config: DecayrecConfig, record: ModelRecord, snapshot: Snapshot, run_id: str
+) -> TrainedLists:
+    """Every user's top-K list of an already trained (registered) model, re-scored on the
+    snapshot: its items are matched to the snapshot's by id (AlignedScorer)."""
+    matrix = load_snapshot(snapshot)
+    run_dir = Path(config.data_dir) / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.model.device)
+    model = AlignedScorer(record.load(device), matrix.item_ids)
+    return _score_and_write(
+        record.config(config),
+        model,
+        matrix,
+        device,
+        run_dir,
+        record.model_path,
+        f"lists_{record.model_id}.parquet",
+        0.0,
+    )
+
+
+def _score_and_write(
+    config: DecayrecConfig,
+    model: Model | AlignedScorer,
+    matrix: InteractionMatrix,
+    device: torch.device,
+    run_dir: Path,
+    model_path: Path,
+    lists_name: str,
+    train_seconds: float,
+) -> TrainedLists:
     started = time.perf_counter()
     lists = recommend(
         model,
@@ -77,7 +115,7 @@ def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> 
         device=device,
     )
     table = lists.to_arrow(matrix)
-    lists_path = run_dir / "lists.parquet"
+    lists_path = run_dir / lists_name
     pq.write_table(table, lists_path)
     return TrainedLists(
         run_dir=str(run_dir),

@@ -99,6 +99,24 @@ def test_second_run_of_the_same_day_leaves_identical_tables(runs):
     assert runs_rows == [("succeeded",), ("succeeded",)]
 
 
+def test_gate_decision_is_in_the_run_record_and_the_registry(runs):
+    config, warehouse, first, second, *_ = runs
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        metrics = dict(con.execute("select run_id, metrics from recommendation_runs").fetchall())
+    gate_1 = json.loads(metrics[first["run_id"]])["gate"]
+    gate_2 = json.loads(metrics[second["run_id"]])["gate"]
+    assert gate_1["decision"] == "promote" and gate_1["reason"] == "no champion yet"
+    # the same configuration on the same data: not worse, promoted
+    assert gate_2["decision"] == "promote" and gate_2["champion_id"] == first["run_id"]
+    assert gate_2["challenger"] == gate_2["champion"] == gate_1["challenger"]
+    champion = json.loads((Path(config.data_dir) / "models" / "champion.json").read_text())
+    assert champion["model_id"] == second["run_id"]
+    meta = json.loads(
+        (Path(config.data_dir) / "models" / first["run_id"] / "meta.json").read_text()
+    )
+    assert meta["name"] == "ease" and meta["snapshot_id"]
+
+
 def test_bad_source_fails_the_run_and_keeps_the_published_lists(runs, tmp_path):
     config, warehouse, *_ = runs
     before = dump(warehouse, TABLES)

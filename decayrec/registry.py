@@ -1,0 +1,210 @@
+"""Model registry and the champion/challenger gate.
+
+Every trained model is kept under ``<data_dir>/models/<model_id>/``: ``model.pt`` and
+``meta.json`` (model name, the whole configuration, the data snapshot id, the backtest
+metrics, the code version — git commit when the code is a git checkout, else the
+package version — and the creation time). ``<data_dir>/models/champion.json`` points
+at the model whose lists are published; ``champion_history.jsonl`` keeps every change.
+
+The gate: the challenger (tonight's model) is published only if, on the same backtest
+(the first configured protocol, the same split of the same lake, the same as-of time)
+it is not worse than the champion by more than ``model.gate_tolerance`` in
+``model.gate_metric``. The champion's configuration is backtested again on tonight's
+data (its saved model was fitted on data that overlaps the backtest's test window, so
+the saved weights cannot be scored on it); when its model and decay settings equal the
+challenger's, the backtest would be identical and is not run twice. Otherwise the run
+publishes the champion's saved model, re-scored on tonight's snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from decayrec.config import DecayrecConfig
+
+CHAMPION = "champion.json"
+HISTORY = "champion_history.jsonl"
+PROMOTE = "promote"
+KEEP = "keep_champion"
+
+
+@cache
+def code_version() -> str:
+    """The git commit of the code (with '-dirty' when it has uncommitted changes), else
+    the installed package version."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode == 0 and commit.stdout.strip():
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", "decayrec"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            return "git:" + commit.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return "decayrec " + version("decayrec")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class ModelRecord:
+    model_id: str
+    path: Path  # the model's directory
+    meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.pt"
+
+    def config(self, base: DecayrecConfig) -> DecayrecConfig:
+        """`base` with this model's model and decay settings."""
+        saved = self.meta["config"]
+        return base.model_copy(
+            update={
+                "model": type(base.model).model_validate(saved["model"]),
+                "decay": type(base.decay).model_validate(saved["decay"]),
+            }
+        )
+
+    def load(self, device: torch.device | str = "cpu"):
+        from decayrec.models import model_class
+
+        return model_class(self.name).load(self.model_path, device=device)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)  # atomic: a reader sees the old or the new file
+
+
+class Registry:
+    def __init__(self, data_dir: str | Path) -> None:
+        self.root = Path(data_dir) / "models"
+
+    def register(
+        self,
+        model_id: str,
+        model_path: str | Path,
+        config: DecayrecConfig,
+        snapshot_id: str | None,
+        metrics: dict[str, Any] | None,
+    ) -> ModelRecord:
+        """Copy a saved model into the registry with its metadata."""
+        directory = self.root / model_id
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_path, directory / "model.pt")
+        meta = {
+            "model_id": model_id,
+            "name": str(config.model.name),
+            "config": config.model_dump(mode="json"),
+            "snapshot_id": snapshot_id,
+            "metrics": metrics,
+            "code_version": code_version(),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        _write_json(directory / "meta.json", meta)
+        return ModelRecord(model_id, directory, meta)
+
+    def get(self, model_id: str) -> ModelRecord:
+        directory = self.root / model_id
+        meta = json.loads((directory / "meta.json").read_text())
+        return ModelRecord(model_id, directory, meta)
+
+    def champion(self) -> ModelRecord | None:
+        pointer = self.root / CHAMPION
+        if not pointer.exists():
+            return None
+        return self.get(json.loads(pointer.read_text())["model_id"])
+
+    def promote(self, model_id: str, reason: str) -> None:
+        self.get(model_id)  # it must exist
+        entry = {
+            "model_id": model_id,
+            "promoted_at": datetime.now(UTC).isoformat(),
+            "reason": reason,
+        }
+        _write_json(self.root / CHAMPION, entry)
+        with open(self.root / HISTORY, "a") as history:
+            history.write(json.dumps(entry) + "\n")
+
+
+def _same_model(a: DecayrecConfig, b: DecayrecConfig) -> bool:
+    return a.model == b.model and a.decay == b.decay
+
+
+def gate(
+    config: DecayrecConfig,
+    as_of_time: datetime,
+    challenger_metrics: dict[str, Any],
+    champion: ModelRecord | None,
+) -> dict[str, Any]:
+    """Decide whether the challenger (trained with `config`, backtested into
+    `challenger_metrics` = evaluate_all's result) replaces `champion`."""
+    from decayrec.evaluate import backtest
+
+    protocol = config.evaluation.protocols[0]
+    metric = config.model.gate_metric
+    tolerance = config.model.gate_tolerance
+    decision: dict[str, Any] = {
+        "protocol": protocol,
+        "metric": metric,
+        "tolerance": tolerance,
+        "champion_id": champion.model_id if champion else None,
+    }
+    challenger_value = challenger_metrics.get(protocol, {}).get("model", {}).get(metric)
+    decision["challenger"] = challenger_value
+    if champion is None:
+        return {**decision, "decision": PROMOTE, "reason": "no champion yet"}
+    if challenger_value is None:
+        return {**decision, "decision": PROMOTE, "reason": f"no {protocol} {metric} to compare"}
+    try:
+        champion_config = champion.config(config)
+        if _same_model(champion_config, config):
+            champion_value = challenger_value
+            decision["champion_backtest"] = "same configuration: same backtest"
+        else:
+            result = backtest(champion_config, as_of_time, protocol)
+            champion_value = result.get("model", {}).get(metric)
+    except Exception as exc:  # a champion that cannot be evaluated any more is replaced
+        return {**decision, "decision": PROMOTE, "reason": f"champion unusable: {exc}"[:500]}
+    decision["champion"] = champion_value
+    if champion_value is None:
+        return {**decision, "decision": PROMOTE, "reason": "champion has no backtest value"}
+    delta = challenger_value - champion_value
+    decision["delta"] = delta
+    if delta >= -tolerance:
+        reason = (
+            f"challenger {metric} {challenger_value:.4f} vs champion {champion_value:.4f}: "
+            f"not worse by more than {tolerance:g}"
+        )
+        return {**decision, "decision": PROMOTE, "reason": reason}
+    reason = (
+        f"challenger {metric} {challenger_value:.4f} is worse than champion "
+        f"{champion_value:.4f} by {-delta:.4f} > {tolerance:g}: champion kept"
+    )
+    return {**decision, "decision": KEEP, "reason": reason}

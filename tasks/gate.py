@@ -1,0 +1,40 @@
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from decayrec.config import DecayrecConfig
+from decayrec.features import Snapshot
+from decayrec.registry import KEEP, PROMOTE, Registry, gate
+from decayrec.train import TrainedLists, score_saved_model
+
+
+@task(name="gate")
+def champion_gate(
+    config: DecayrecConfig,
+    as_of_time: datetime,
+    snapshot: Snapshot,
+    trained: TrainedLists,
+    metrics: dict[str, Any],
+    run_id: str,
+) -> tuple[TrainedLists, dict[str, Any]]:
+    """Register tonight's model; return the lists to publish (the challenger's, or the
+    champion's re-scored on tonight's snapshot) and the gate decision."""
+    registry = Registry(config.data_dir)
+    champion = registry.champion()
+    challenger = registry.register(
+        run_id, trained.model_path, config, snapshot.snapshot_id, metrics
+    )
+    decision = gate(config, as_of_time, metrics, champion)
+    decision["challenger_id"] = challenger.model_id
+    get_run_logger().info("gate: %s (%s)", decision["decision"], decision["reason"])
+    if decision["decision"] == KEEP:
+        return score_saved_model(config, champion, snapshot, run_id), decision
+    return trained, decision
+
+
+@task(name="promote")
+def promote(config: DecayrecConfig, decision: dict[str, Any]) -> None:
+    """After a successful export: point the champion at the challenger it promoted."""
+    if decision["decision"] == PROMOTE:
+        Registry(config.data_dir).promote(decision["challenger_id"], decision["reason"])

@@ -11,7 +11,13 @@ from prefect.runtime import flow_run
 from decayrec.config import DecayrecConfig
 from decayrec.warehouse import RunOutcome
 from tasks.evaluate import evaluate
-from tasks.export import export, outcome_summary, record_run, start_run
+from tasks.export import (
+    export,
+    outcome_summary,
+    record_failure_locally,
+    record_run,
+    start_run,
+)
 from tasks.features import features
 from tasks.gate import champion_gate, promote
 from tasks.ingest import ingest
@@ -43,6 +49,19 @@ class _Stages:
             self.seconds[name] = round(time.perf_counter() - started, 3)
 
 
+def _record_failure(config: DecayrecConfig, run_id: str, as_of: date, outcome: RunOutcome) -> None:
+    """Record a failed run in the warehouse's history; when the warehouse cannot take it
+    (start-run failed, or it is unreachable now), in <data_dir>/runs/<run_id>/."""
+    reason = outcome.error or ""
+    if outcome.failed_task != "start-run":
+        try:
+            record_run(config, run_id, outcome)
+            return
+        except Exception as exc:
+            reason = str(exc)
+    record_failure_locally(config, run_id, as_of, outcome, reason)
+
+
 @flow(name="nightly", log_prints=True)
 def nightly(
     as_of: date | None = None,
@@ -54,13 +73,15 @@ def nightly(
     run_id = str(flow_run.get_id() or uuid.uuid4())
     stage = _Stages()
     config, tune_id = stage("configure", configure, config)
-    stage("start-run", start_run, config, run_id, as_of)
     try:
+        stage("start-run", start_run, config, run_id, as_of)
         staged = stage("ingest", ingest, config, run_id)
         loaded = stage("validate", validate, config, staged, run_id)
         snapshot = stage("features", features, config, as_of_time)
         trained = stage("train", train, config, snapshot, run_id)
-        decay = stage("decay-report", report_decay, config, snapshot, trained.run_dir)
+        decay = stage(
+            "decay-report", report_decay, config, snapshot, run_id, as_of, trained.run_dir
+        )
         metrics = stage("evaluate", evaluate, config, as_of_time)
         # champion/challenger: `trained` becomes the lists to publish (decayrec/registry.py)
         trained, gate = stage(
@@ -69,16 +90,13 @@ def nightly(
         published = stage("export", export, config, as_of, trained, run_id)
         stage("promote", promote, config, gate)
     except StageFailed as failure:
-        record_run(
-            config,
-            run_id,
-            RunOutcome(
-                status="failed",
-                stage_seconds=stage.seconds,
-                failed_task=failure.stage,
-                error=str(failure.cause)[:4000],
-            ),
+        failed = RunOutcome(
+            status="failed",
+            stage_seconds=stage.seconds,
+            failed_task=failure.stage,
+            error=str(failure.cause)[:4000],
         )
+        _record_failure(config, run_id, as_of, failed)
         raise failure.cause from None
     outcome = RunOutcome(
         status="succeeded",

@@ -78,3 +78,22 @@ def test_tuned_decay_beats_no_decay(ratings_lake):
     assert no_decay["ndcg@10"] == pytest.approx(0.0558, abs=0.0003)
     assert best["ndcg@10"] >= no_decay["ndcg@10"] + 0.0015
     assert best["recall@10"] > no_decay["recall@10"]
+
+
+@pytest.mark.parametrize(
+    ("model", "measured"),
+    [
+        # bench/models_table.py: hyperparameters chosen on the validation split
+        (ModelConfig(name="ials", factors=128, reg=10.0, alpha=3.0, iterations=10), 0.0481),
+        (ModelConfig(name="itemknn", similarity="jaccard", neighbours=50), 0.0501),
+    ],
+    ids=["ials", "itemknn"],
+)
+def test_ials_and_itemknn_hold_their_measured_quality(ratings_lake, model, measured):
+    cfg = ratings_lake.model_copy(update={"model": model})
+    result = backtest(cfg, cfg.as_of_time(date(2018, 10, 1)), "user_time")
+    assert result["n_eval_users"] == 608
+    m, popularity = result["model"], result["popularity"]
+    assert m["ndcg@10"] >= measured - 0.001
+    assert m["ndcg@10"] - popularity["ndcg@10"] >= 0.012
+    assert m["coverage@10"] > 5 * popularity["coverage@10"]

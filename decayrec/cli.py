@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "run the nightly flow once"),
         ("demo", "generate synthetic events with interest drift and run the nightly flow"),
         ("tune", "tune decay and model parameters on a validation split (never the test window)"),
+        (
+            "serve",
+            "serve the nightly, backfill, reexport and tune deployments against the Prefect "
+            "API in PREFECT_API_URL until interrupted (the config is stored with them)",
+        ),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", help="YAML config file")
@@ -45,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                 choices=["user_time", "global_time"],
                 help="validation protocol (default: the first of evaluation.protocols)",
             )
-        if name in ("run", "tune"):
+        if name in ("run", "tune", "serve"):
             p.add_argument(
                 "--events",
                 nargs="+",
@@ -146,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             path = write_demo_events(Path(config.data_dir) / "demo" / "events.parquet")
             config = config.model_copy(update={"sources": [SourceConfig(path=str(path))]})
             as_of = as_of or date(2025, 1, 1)
+        if args.command == "serve":
+            from deployments.serve import serve_all
+
+            serve_all(config)
+            return 0
         if not config.sources:
             raise ValueError("no event source: give --events, --movielens or sources in --config")
         if args.command == "tune":

@@ -343,6 +343,44 @@ class WarehouseConfig(_Model):
         return v
 
 
+class OrchestrationConfig(_Model):
+    """How Prefect runs the flows: sharded scoring, its task runner, run locks, late starts."""
+
+    score_shards: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="scoring is split by a hash of user_id into this many shards, each a "
+        "mapped Prefect task; 1 scores inside the train task",
+    )
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="task runner of the scoring shards: threads in the flow's process, or "
+        "Dask (prefect-dask): dask_address, else a local cluster of dask_workers processes",
+    )
+    dask_address: str | None = Field(
+        None, description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"
+    )
+    dask_workers: int = Field(2, ge=1, le=256, description="workers of the local Dask cluster")
+    lock_wait_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="a nightly run waits this long for another nightly run on the same "
+        "warehouse to finish, then is refused (never two publishing at once)",
+    )
+    max_start_delay_hours: float = Field(
+        6.0,
+        gt=0,
+        description="a deployment run starting more than this after its scheduled slot "
+        "records 'skipped' and does nothing (missed nights do not pile up)",
+    )
+    fault_train_once: bool = Field(
+        False,
+        description="fault injection for drills and tests: the first training on a snapshot "
+        "raises (a marker file in data_dir/faults/ remembers it), a rerun trains normally",
+    )
+
+
 class DecayrecConfig(_Model):
     """Everything one run of decayrec needs."""
 
@@ -369,6 +407,7 @@ class DecayrecConfig(_Model):
     use_tuned: bool = Field(
         True, description="apply the newest tuning winner's decay and lambda (decayrec tune)"
     )
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
 
     @field_validator("timezone")
     @classmethod

@@ -10,6 +10,9 @@ from prefect.runtime import flow_run
 
 from decayrec.config import DecayrecConfig
 from decayrec.warehouse import RunOutcome
+from flows.guard import exclusive_publishing_run, record_failure
+from flows.scoring import train_lists
+from tasks.artifacts import run_artifacts
 from tasks.evaluate import evaluate
 from tasks.export import (
     export,
@@ -18,10 +21,9 @@ from tasks.export import (
     record_run,
     start_run,
 )
-from tasks.features import features
+from tasks.features import cached_features
 from tasks.gate import champion_gate, promote
 from tasks.ingest import ingest
-from tasks.train import train
 from tasks.tune import configure, report_decay
 from tasks.validate import validate
 
@@ -62,7 +64,8 @@ def _record_failure(config: DecayrecConfig, run_id: str, as_of: date, outcome: R
     record_failure_locally(config, run_id, as_of, outcome, reason)
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", log_prints=True, on_failure=[record_failure], timeout_seconds=12 * 3600)
+@exclusive_publishing_run  # late-start skip and the nightly lock (flows/guard.py)
 def nightly(
     as_of: date | None = None,
     config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
@@ -77,8 +80,8 @@ def nightly(
         stage("start-run", start_run, config, run_id, as_of)
         staged = stage("ingest", ingest, config, run_id)
         loaded = stage("validate", validate, config, staged, run_id)
-        snapshot = stage("features", features, config, as_of_time)
-        trained = stage("train", train, config, snapshot, run_id)
+        snapshot = stage("features", cached_features, config, as_of_time)
+        trained = stage("train", train_lists, config, snapshot, run_id)
         decay = stage(
             "decay-report", report_decay, config, snapshot, run_id, as_of, trained.run_dir
         )
@@ -111,6 +114,7 @@ def nightly(
     )
     record_run(config, run_id, outcome)
     get_run_logger().info("run %s for %s: %s", run_id, as_of, outcome_summary(outcome))
+    run_artifacts(config, run_id, outcome, loaded, trained.lists_path)
     return {
         "run_id": run_id,
         "as_of": as_of.isoformat(),

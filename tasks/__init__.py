@@ -9,6 +9,19 @@ from decayrec.warehouse import WarehouseError
 PERMANENT_ERRORS = (IngestError, WarehouseError, ValueError, KeyError, TypeError)
 
 
+# Upper bounds (seconds) per kind of task: a hung stage fails its run (recorded by the
+# flow) instead of blocking the next night's run behind the nightly lock.
+TIMEOUTS = {
+    "io": 1800,  # ingest, warehouse writes
+    "validate": 3600,
+    "features": 3600,
+    "train": 4 * 3600,
+    "score": 2 * 3600,
+    "evaluate": 4 * 3600,
+    "small": 600,  # configure, reports, artifacts
+}
+
+
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry I/O and other transient failures, not bad data."""
     try:

@@ -5,9 +5,10 @@ from prefect import task
 
 from decayrec.config import DecayrecConfig
 from decayrec.evaluate import evaluate_all
+from tasks import TIMEOUTS
 
 
-@task(name="evaluate")
+@task(name="evaluate", timeout_seconds=TIMEOUTS["evaluate"])
 def evaluate(config: DecayrecConfig, as_of_time: datetime) -> dict[str, Any]:
     """Temporal backtests of the model and of popularity on the data before T."""
     return evaluate_all(config, as_of_time)

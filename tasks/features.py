@@ -1,12 +1,58 @@
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from prefect import task
+from prefect.utilities.hashing import hash_objects
 
 from decayrec.config import DecayrecConfig
 from decayrec.features import Snapshot, build_snapshot
+from decayrec.sqlfiles import connect, sql
+from tasks import TIMEOUTS
 
 
-@task(name="features")
+def events_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """The feature build's cache key: which lake, the as-of time, a fingerprint of the
+    events before it (count + order-independent hash: one cheap scan) and the decay
+    settings. New or changed events, or other decay settings, give a new key; a rerun
+    of the same night (after a training failure, say) gets the persisted snapshot."""
+    config: DecayrecConfig = parameters["config"]
+    as_of: datetime = parameters["as_of_time"]
+    try:
+        con = connect(config.lake_path)
+        try:
+            n_events, content_hash = con.execute(
+                sql("features/events_fingerprint"), {"as_of": as_of}
+            ).fetchall()[0]
+        finally:
+            con.close()
+    except Exception:  # no lake yet: nothing to key on, build without caching
+        return None
+    return hash_objects(
+        str(Path(config.lake_path).resolve()),
+        as_of.isoformat(),
+        int(n_events),
+        str(content_hash),
+        config.decay.model_dump(mode="json"),
+    )
+
+
+@task(
+    name="features",
+    cache_key_fn=events_cache_key,
+    persist_result=True,
+    timeout_seconds=TIMEOUTS["features"],
+)
 def features(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
     """Build the decay-weighted matrix as of T and write its Parquet snapshot."""
     return build_snapshot(config, as_of_time)
+
+
+def cached_features(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
+    """The features task (its results persisted in Prefect's result storage,
+    PREFECT_LOCAL_STORAGE_PATH by default); a cached snapshot whose files were deleted
+    since is built again."""
+    snapshot = features(config, as_of_time)
+    if not (Path(snapshot.path) / "snapshot.json").exists():
+        snapshot = features.with_options(refresh_cache=True)(config, as_of_time)
+    return snapshot

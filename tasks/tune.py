@@ -9,15 +9,16 @@ from decayrec.features import Snapshot
 from decayrec.plots import decay_report
 from decayrec.tune import TuneResult, apply_latest_winner, tune
 from decayrec.warehouse import configured_warehouse
+from tasks import TIMEOUTS
 
 
-@task(name="configure")
+@task(name="configure", timeout_seconds=TIMEOUTS["small"])
 def configure(config: DecayrecConfig) -> tuple[DecayrecConfig, str | None]:
     """The run's config: the newest tuning winner's decay and lambda, if any and wanted."""
     return apply_latest_winner(config)
 
 
-@task(name="search")
+@task(name="search", timeout_seconds=24 * 3600)
 def search(
     config: DecayrecConfig,
     as_of_time: datetime,
@@ -33,7 +34,7 @@ def _log(message: str) -> None:
     get_run_logger().info(message)
 
 
-@task(name="decay-report")
+@task(name="decay-report", timeout_seconds=TIMEOUTS["small"])
 def report_decay(
     config: DecayrecConfig, snapshot: Snapshot, run_id: str, as_of: date, run_dir: str
 ) -> dict[str, Any]:

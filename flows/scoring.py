@@ -1,0 +1,78 @@
+"""Sharded scoring: the users split by a hash of user_id, one mapped task per shard,
+on the task runner the configuration names (threads, or Dask through prefect-dask)."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from decayrec.config import DecayrecConfig
+from decayrec.features import Snapshot
+from decayrec.sharding import FittedModel, ShardLists
+from decayrec.train import TrainedLists
+from tasks.scoring import fit, merge, score_one_shard
+from tasks.train import train
+
+
+def task_runner_for(config: DecayrecConfig) -> Any:
+    """The task runner of the scoring shards (orchestration.task_runner)."""
+    o = config.orchestration
+    if o.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if o.dask_address:
+            return DaskTaskRunner(address=o.dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": o.dask_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": ":0",
+            }
+        )
+    return ThreadPoolTaskRunner(max_workers=min(o.score_shards, 8))
+
+
+@flow(name="score-shards", log_prints=True)
+def score_shards(
+    config: DecayrecConfig, snapshot: Snapshot, fitted: FittedModel, out_dir: str
+) -> list[ShardLists]:
+    """Score every user, one mapped task per shard of orchestration.score_shards."""
+    n = config.orchestration.score_shards
+    futures = score_one_shard.map(
+        unmapped(config),
+        unmapped(snapshot),
+        unmapped(fitted.model_path),
+        unmapped(fitted.model),
+        list(range(n)),
+        unmapped(n),
+        unmapped(out_dir),
+    )
+    return [f.result() for f in futures]
+
+
+def score_sharded(
+    config: DecayrecConfig, snapshot: Snapshot, fitted: FittedModel, out_dir: str | None = None
+) -> TrainedLists:
+    """Run the shards on the configured task runner and merge them into the run's lists."""
+    started = time.perf_counter()
+    out_dir = out_dir or str(Path(fitted.run_dir) / "shards")
+    runner = task_runner_for(config)
+    get_run_logger().info(
+        "scoring %d users in %d shards on %s",
+        snapshot.n_users,
+        config.orchestration.score_shards,
+        type(runner).__name__,
+    )
+    shards = score_shards.with_options(task_runner=runner)(config, snapshot, fitted, out_dir)
+    return merge(fitted, shards, time.perf_counter() - started)
+
+
+def train_lists(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
+    """The train stage: one task when orchestration.score_shards is 1, else a fit task
+    and the sharded scoring."""
+    if config.orchestration.score_shards <= 1:
+        return train(config, snapshot, run_id)
+    return score_sharded(config, snapshot, fit(config, snapshot, run_id))

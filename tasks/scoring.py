@@ -1,0 +1,53 @@
+"""Sharded training output: fit once, score the users shard by shard (mapped tasks)."""
+
+from prefect import get_run_logger, task
+
+from decayrec.config import DecayrecConfig
+from decayrec.features import Snapshot
+from decayrec.sharding import FittedModel, ShardLists, fit_and_save, merge_shards, score_shard
+from decayrec.train import TrainedLists
+from tasks import TIMEOUTS
+from tasks.ops import maybe_inject_train_fault, training_slot
+
+
+@task(name="fit", timeout_seconds=TIMEOUTS["train"])
+def fit(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> FittedModel:
+    """Fit the model on the snapshot and save it as runs/<run_id>/model.pt."""
+    logger = get_run_logger()
+    logger.info(
+        "fitting %s on %d users x %d items", config.model.name, snapshot.n_users, snapshot.n_items
+    )
+    with training_slot(config):
+        maybe_inject_train_fault(config, snapshot)
+        fitted = fit_and_save(config, snapshot, run_id)
+    logger.info("fitted in %.1f s on %s", fitted.train_seconds, fitted.device)
+    return fitted
+
+
+@task(name="score-shard", timeout_seconds=TIMEOUTS["score"])
+def score_one_shard(
+    config: DecayrecConfig,
+    snapshot: Snapshot,
+    model_path: str,
+    model_name: str,
+    shard: int,
+    n_shards: int,
+    out_dir: str,
+) -> ShardLists:
+    """Top-K lists of the users whose user_id hashes to `shard`."""
+    result = score_shard(config, snapshot, model_path, model_name, shard, n_shards, out_dir)
+    get_run_logger().info(
+        "shard %d/%d: %d users, %d rows in %.1f s",
+        shard + 1,
+        n_shards,
+        result.n_users,
+        result.n_rows,
+        result.seconds,
+    )
+    return result
+
+
+@task(name="merge-shards", timeout_seconds=TIMEOUTS["io"])
+def merge(fitted: FittedModel, shards: list[ShardLists], score_seconds: float) -> TrainedLists:
+    """The shards' lists as one table, in the single-process order."""
+    return merge_shards(fitted, shards, score_seconds)

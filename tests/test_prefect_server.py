@@ -136,7 +136,9 @@ def test_nightly_deployment_runs_when_triggered_through_the_api(server, movielen
 
             nightly = wait_for(lambda: deployment("nightly/nightly"), 120, "the deployments")
             backfill = wait_for(lambda: deployment("backfill/backfill"), 30, "backfill")
-            assert deployment("reexport/reexport") and deployment("tune/tune-weekly")
+            # serve registers the deployments one after another: wait for each
+            wait_for(lambda: deployment("reexport/reexport"), 30, "reexport")
+            wait_for(lambda: deployment("tune/tune-weekly"), 30, "tune")
 
             [schedule] = nightly.schedules
             assert schedule.schedule.cron == "0 2 * * *"

@@ -24,7 +24,7 @@ from decayrec.config import DecayrecConfig
 from decayrec.device import pick_device
 from decayrec.features import Snapshot, load_snapshot
 from decayrec.scoring import recommend
-from decayrec.train import TrainedLists, make_model
+from decayrec.train import TrainedLists, fit_model
 
 
 @dataclass
@@ -75,15 +75,7 @@ def load_model(name: str, path: str | Path, device: torch.device | str = "cpu"):
 
 def fit_and_save(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> FittedModel:
     """Fit the configured model on the snapshot and write runs/<run_id>/model.pt."""
-    matrix = load_snapshot(snapshot)
-    run_dir = Path(config.data_dir) / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model, device = make_model(config)
-    started = time.perf_counter()
-    model.fit(matrix)
-    seconds = time.perf_counter() - started
-    model_path = run_dir / "model.pt"
-    model.save(model_path)
+    model, device, run_dir, model_path, seconds = fit_model(config, load_snapshot(snapshot), run_id)
     return FittedModel(str(run_dir), str(model_path), model.name, str(device), round(seconds, 3))
 
 

@@ -57,17 +57,24 @@ def make_model(config: DecayrecConfig) -> tuple[Model, torch.device]:
     return model, device
 
 
-def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
-    """Fit the model on the snapshot, write it and every user's top-K list to the run dir."""
-    matrix = load_snapshot(snapshot)
+def fit_model(config: DecayrecConfig, matrix: InteractionMatrix, run_id: str):
+    """Fit the configured model and save it as runs/<run_id>/model.pt; returns (model,
+    device, run_dir, model_path, fit seconds)."""
     run_dir = Path(config.data_dir) / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     model, device = make_model(config)
     started = time.perf_counter()
     model.fit(matrix)
-    train_seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
     model_path = run_dir / "model.pt"
     model.save(model_path)
+    return model, device, run_dir, model_path, seconds
+
+
+def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
+    """Fit the model on the snapshot, write it and every user's top-K list to the run dir."""
+    matrix = load_snapshot(snapshot)
+    model, device, run_dir, model_path, train_seconds = fit_model(config, matrix, run_id)
     return _score_and_write(
         config, model, matrix, device, run_dir, model_path, "lists.parquet", train_seconds
     )

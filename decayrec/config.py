@@ -199,6 +199,7 @@ class ModelName(StrEnum):
     ease = "ease"
     ials = "ials"
     itemknn = "itemknn"
+    sasrec = "sasrec"
 
 
 class ModelConfig(_Model):
@@ -216,6 +217,32 @@ class ModelConfig(_Model):
         "cosine", description="item-item similarity on the decayed co-occurrences"
     )
     neighbours: int = Field(100, ge=1, description="item-item: neighbours kept per item")
+    seq_len: int = Field(50, ge=2, description="sasrec: events per user the Transformer attends to")
+    seq_history: int = Field(
+        200,
+        ge=2,
+        description="sasrec: most recent events per user kept in the snapshot (training cuts "
+        "them into windows of seq_len)",
+    )
+    seq_dim: int = Field(64, ge=8, description="sasrec: embedding and hidden size")
+    seq_layers: int = Field(2, ge=1, description="sasrec: self-attention blocks")
+    seq_heads: int = Field(2, ge=1, description="sasrec: attention heads (divide seq_dim)")
+    seq_dropout: float = Field(0.2, ge=0, lt=1, description="sasrec: dropout")
+    seq_epochs: int = Field(200, ge=1, description="sasrec: most training epochs")
+    seq_patience: int = Field(
+        5, ge=1, description="sasrec: stop after this many epochs without a better validation"
+    )
+    seq_batch: int = Field(128, ge=1, description="sasrec: sequences per training step")
+    seq_lr: float = Field(1e-3, gt=0, description="sasrec: Adam learning rate")
+    seq_full_softmax_items: int = Field(
+        20_000,
+        ge=1,
+        description="sasrec: full softmax up to this many items, sampled softmax above (bounds "
+        "memory on large catalogues)",
+    )
+    seq_negatives: int = Field(
+        2048, ge=1, description="sasrec: shared negatives of the sampled softmax"
+    )
     gate_metric: str = Field(
         "ndcg@10", description="gate: metric of the first evaluation protocol compared"
     )

@@ -21,7 +21,12 @@ import duckdb
 import numpy as np
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import compute_interactions, prepare_decay_tables, read_matrix
+from decayrec.features import (
+    compute_interactions,
+    prepare_decay_tables,
+    read_matrix,
+    sequence_length,
+)
 from decayrec.metrics import ranking_metrics
 from decayrec.scoring import recommend
 from decayrec.sqlfiles import connect, sql
@@ -128,7 +133,7 @@ def _backtest(
         result["cutoff"] = train_until.isoformat()
 
     compute_interactions(con, config.decay, train_until)
-    matrix = read_matrix(con)
+    matrix = read_matrix(con, train_until, sequence_length(config))
     truth_rows = con.execute(
         "select u.user_idx, i.item_idx from truth as t "
         "join user_index as u on u.user_id = t.user_id "

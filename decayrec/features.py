@@ -39,8 +39,34 @@ class Snapshot:
 
 
 @dataclass
+class EventSequences:
+    """Each user's most recent events, oldest first, in CSR form (for sequence models):
+    the events of user u are [ptr[u], ptr[u + 1]) of `items` / `times`."""
+
+    ptr: np.ndarray  # int64, n_users + 1
+    items: np.ndarray  # int64 item_idx
+    times: np.ndarray  # float64 epoch seconds
+    ref_times: np.ndarray  # float64 epoch seconds per user: when the user is recommended to
+
+    @classmethod
+    def from_table(cls, table: pa.Table, n_users: int, ref_default: float) -> EventSequences:
+        """From rows (user_idx, item_idx, ts, ref_ts) sorted by user and time."""
+        users = table["user_idx"].to_numpy().astype(np.int64)
+        ref_times = np.full(n_users, ref_default, dtype=np.float64)
+        if len(users):
+            ref_times[users] = table["ref_ts"].to_numpy().astype(np.float64)
+        return cls(
+            ptr=np.searchsorted(users, np.arange(n_users + 1)).astype(np.int64),
+            items=table["item_idx"].to_numpy().astype(np.int64),
+            times=table["ts"].to_numpy().astype(np.float64),
+            ref_times=ref_times,
+        )
+
+
+@dataclass
 class InteractionMatrix:
-    """A sparse user x item matrix in coordinate form, rows sorted, with its id maps."""
+    """A sparse user x item matrix in coordinate form, rows sorted, with its id maps (and,
+    for sequence models, each user's recent events)."""
 
     user_ids: np.ndarray  # str, position = user_idx
     item_ids: np.ndarray  # str, position = item_idx
@@ -48,6 +74,7 @@ class InteractionMatrix:
     cols: np.ndarray  # int64
     weights: np.ndarray  # float64
     popularity: np.ndarray  # float64 per item: decayed popularity
+    sequences: EventSequences | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -131,10 +158,37 @@ def _interactions(con: duckdb.DuckDBPyConnection, decay: DecayConfig, as_of: dat
     con.execute("create or replace temp table item_index as " + sql("features/item_index"))
 
 
-def read_matrix(con: duckdb.DuckDBPyConnection) -> InteractionMatrix:
+def sequence_length(config: DecayrecConfig) -> int:
+    """Events per user a snapshot keeps for sequence models (0: none, the model needs none)."""
+    return config.model.seq_history if str(config.model.name) in SEQUENCE_MODELS else 0
+
+
+SEQUENCE_MODELS = ("sasrec",)
+
+
+def read_sequences(con: duckdb.DuckDBPyConnection, as_of: datetime, max_len: int) -> pa.Table:
+    """Each user's last `max_len` events before their reference time (the temp tables of
+    compute_interactions must exist)."""
+    return con.sql(
+        sql("features/sequences"), params={"as_of": as_of, "max_len": max_len}
+    ).to_arrow_table()
+
+
+def read_matrix(
+    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, sequence_len: int = 0
+) -> InteractionMatrix:
+    """The interactions temp table as a matrix; with `sequence_len` > 0 also each user's
+    last `sequence_len` events before `as_of` (or their reference time)."""
     users = con.sql("select user_id from user_index order by user_idx").to_arrow_table()
     items = con.sql("select item_id, popularity from item_index order by item_idx").to_arrow_table()
     coo = con.sql(sql("features/matrix")).to_arrow_table()
+    sequences = None
+    if sequence_len > 0:
+        if as_of is None:
+            raise ValueError("read_matrix: sequences need the as-of time")
+        sequences = EventSequences.from_table(
+            read_sequences(con, as_of, sequence_len), users.num_rows, as_of.timestamp()
+        )
     return InteractionMatrix(
         user_ids=np.asarray(users["user_id"].to_numpy(zero_copy_only=False), dtype=object),
         item_ids=np.asarray(items["item_id"].to_numpy(zero_copy_only=False), dtype=object),
@@ -142,6 +196,7 @@ def read_matrix(con: duckdb.DuckDBPyConnection) -> InteractionMatrix:
         cols=coo["item_idx"].to_numpy().astype(np.int64),
         weights=coo["weight"].to_numpy().astype(np.float64),
         popularity=items["popularity"].to_numpy().astype(np.float64),
+        sequences=sequences,
     )
 
 
@@ -163,6 +218,7 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
                 "n_events": n_events,
                 "hash": str(content_hash),
                 "decay": config.decay.model_dump(mode="json"),
+                "sequence_len": sequence_length(config),
             },
             sort_keys=True,
         )
@@ -185,6 +241,10 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
         pq.write_table(users, out / "users.parquet")
         pq.write_table(items, out / "items.parquet")
         pq.write_table(user_decay_table(con, config.decay), out / "user_decay.parquet")
+        if sequence_length(config):
+            pq.write_table(
+                read_sequences(con, as_of, sequence_length(config)), out / "sequences.parquet"
+            )
         snapshot = Snapshot(
             snapshot_id=snapshot_id,
             path=str(out),
@@ -217,6 +277,13 @@ def load_snapshot(snapshot: Snapshot) -> InteractionMatrix:
     users = pq.read_table(path / "users.parquet", columns=["user_id"])
     items = pq.read_table(path / "items.parquet", columns=["item_id", "popularity"])
     coo = pq.read_table(path / "matrix.parquet")
+    sequences = None
+    if (path / "sequences.parquet").exists():
+        sequences = EventSequences.from_table(
+            pq.read_table(path / "sequences.parquet"),
+            users.num_rows,
+            datetime.fromisoformat(snapshot.as_of_time).timestamp(),
+        )
     return InteractionMatrix(
         user_ids=np.asarray(users["user_id"].to_numpy(zero_copy_only=False), dtype=object),
         item_ids=np.asarray(items["item_id"].to_numpy(zero_copy_only=False), dtype=object),
@@ -224,4 +291,5 @@ def load_snapshot(snapshot: Snapshot) -> InteractionMatrix:
         cols=coo["item_idx"].to_numpy().astype(np.int64),
         weights=coo["weight"].to_numpy().astype(np.float64),
         popularity=items["popularity"].to_numpy().astype(np.float64),
+        sequences=sequences,
     )

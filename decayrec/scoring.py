@@ -27,6 +27,15 @@ class Scorer(Protocol):
     def score(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+def model_scores(
+    model: Scorer, matrix: InteractionMatrix, users: np.ndarray, x: torch.Tensor
+) -> torch.Tensor:
+    """Scores (users x items): sequence models read the users' events, the others the rows."""
+    if getattr(model, "uses_sequences", False):
+        return model.score_users(matrix, users).to(x.device)  # type: ignore[attr-defined]
+    return model.score(x)
+
+
 @dataclass
 class Lists:
     """Recommendation lists in long form: one entry per (user, rank)."""
@@ -93,7 +102,7 @@ def recommend(
         if model is not None:
             uses_model = torch.from_numpy(history[start : start + len(batch)] >= min_history)
             uses_model = uses_model.to(device)
-            model_score = model.score(x).to(torch.float32)
+            model_score = model_scores(model, matrix, batch, x).to(torch.float32)
             positive = (model_score > 0) & uses_model[:, None]
             key = torch.where(positive, model_score, key)
         else:

@@ -12,7 +12,7 @@ import torch
 from decayrec.config import DecayrecConfig, ModelName
 from decayrec.device import pick_device
 from decayrec.features import InteractionMatrix, Snapshot, load_snapshot
-from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model
+from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model, TimeSASRec
 from decayrec.registry import ModelRecord
 from decayrec.scoring import recommend
 
@@ -33,8 +33,11 @@ class TrainedLists:
     n_fallback_rows: int
 
 
-def make_model(config: DecayrecConfig) -> tuple[Model, torch.device]:
-    """The configured model (unfitted) and the device it runs on."""
+def make_model(
+    config: DecayrecConfig, checkpoint_dir: Path | None = None
+) -> tuple[Model, torch.device]:
+    """The configured model (unfitted) and the device it runs on; models that train in
+    epochs checkpoint to `checkpoint_dir` when given."""
     device = pick_device(config.model.device)
     m = config.model
     torch.manual_seed(m.seed)
@@ -50,6 +53,23 @@ def make_model(config: DecayrecConfig) -> tuple[Model, torch.device]:
         )
     elif m.name == ModelName.itemknn:
         model = ItemKNN(similarity=m.similarity, neighbours=m.neighbours, device=device)
+    elif m.name == ModelName.sasrec:
+        model = TimeSASRec(
+            dim=m.seq_dim,
+            layers=m.seq_layers,
+            heads=m.seq_heads,
+            max_len=m.seq_len,
+            dropout=m.seq_dropout,
+            epochs=m.seq_epochs,
+            patience=m.seq_patience,
+            batch_size=m.seq_batch,
+            lr=m.seq_lr,
+            full_softmax_items=m.seq_full_softmax_items,
+            negatives=m.seq_negatives,
+            seed=m.seed,
+            device=device,
+            checkpoint_dir=checkpoint_dir,
+        )
     elif m.name == ModelName.ease:
         model = EASE(l2=m.l2, max_items=m.max_items, user_batch=m.user_batch, device=device)
     else:
@@ -62,7 +82,8 @@ def fit_model(config: DecayrecConfig, matrix: InteractionMatrix, run_id: str):
     device, run_dir, model_path, fit seconds)."""
     run_dir = Path(config.data_dir) / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    model, device = make_model(config)
+    # a killed training resumes from its checkpoint when the same data comes back
+    model, device = make_model(config, Path(config.data_dir) / "checkpoints")
     started = time.perf_counter()
     model.fit(matrix)
     seconds = time.perf_counter() - started

@@ -4,8 +4,9 @@ from decayrec.models.base import AlignedScorer, Model
 from decayrec.models.ease import EASE
 from decayrec.models.ials import IALS
 from decayrec.models.itemknn import ItemKNN
+from decayrec.models.sasrec import TimeSASRec
 
-MODELS: dict[str, type] = {"ease": EASE, "ials": IALS, "itemknn": ItemKNN}
+MODELS: dict[str, type] = {"ease": EASE, "ials": IALS, "itemknn": ItemKNN, "sasrec": TimeSASRec}
 
 
 def model_class(name: str) -> type:
@@ -16,4 +17,13 @@ def model_class(name: str) -> type:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}") from None
 
 
-__all__ = ["EASE", "IALS", "MODELS", "AlignedScorer", "ItemKNN", "Model", "model_class"]
+__all__ = [
+    "EASE",
+    "IALS",
+    "MODELS",
+    "AlignedScorer",
+    "ItemKNN",
+    "Model",
+    "TimeSASRec",
+    "model_class",
+]

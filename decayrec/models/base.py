@@ -55,6 +55,26 @@ class AlignedScorer:
         self.theirs = torch.from_numpy(mapped[mapped >= 0])
         self.n_model_items = len(model.item_ids)
 
+    @property
+    def uses_sequences(self) -> bool:
+        return bool(getattr(self.model, "uses_sequences", False))
+
+    def score_users(self, matrix: InteractionMatrix, users: np.ndarray) -> torch.Tensor:
+        """A sequence model's scores from today's events: today's item indices are mapped
+        to the model's (events of items it never saw are dropped), scores mapped back."""
+        from decayrec.models.sasrec import last_events
+
+        if matrix.sequences is None:
+            raise ValueError(f"{self.name} needs the snapshot's event sequences; it has none")
+        item_map = np.full(matrix.shape[1], -1, dtype=np.int64)
+        item_map[self.today.numpy()] = self.theirs.numpy()
+        events = last_events(matrix.sequences, users, self.model.hyper["max_len"], item_map)
+        theirs_scores = self.model.score_events(*events)
+        scores = torch.zeros(len(users), matrix.shape[1], device=theirs_scores.device)
+        today, theirs = self.today.to(scores.device), self.theirs.to(scores.device)
+        scores[:, today] = theirs_scores[:, theirs].to(scores.dtype)
+        return scores
+
     def score(self, x: torch.Tensor) -> torch.Tensor:
         today, theirs = self.today.to(x.device), self.theirs.to(x.device)
         x_model = torch.zeros(x.shape[0], self.n_model_items, dtype=x.dtype, device=x.device)

@@ -1,0 +1,509 @@
+"""A time-aware sequential Transformer, in the spirit of TiSASRec (Li, Wang & McAuley,
+WSDM 2020) on top of SASRec (Kang & McAuley, ICDM 2018).
+
+A user's history is their last L events, oldest first: items i_1..i_L at times t_1..t_L.
+Position p is asked "what comes next?" at a reference time r_p: the time of the next
+event while training, the run's as-of time (the user's reference time) when
+recommending. With E the item embeddings (tied with the output layer), P learned
+position embeddings counted from the newest event (position = recency rank) and G a
+learned embedding of how long the user has been away:
+
+    h^0_p = sqrt(d) E[i_p] + P[L - p] + G[b(r_p - t_p)]
+
+then `layers` pre-norm blocks of causal multi-head self-attention and a feed-forward
+layer, whose attention logits carry a learned bias per head for the time between the
+query's reference time and each key's event:
+
+    a_pj = q_p . k_j / sqrt(d_head) + B_head[b(r_p - t_j)]        for j <= p
+
+b(dt) = 0 for dt < 1 minute, else 1 + floor(log2(dt / 1 minute)), capped at
+`time_buckets` - 1: log-time buckets from a minute to decades. B is decay learned from
+the data (how much an item seen five minutes ago matters against one seen five years
+ago, per head) rather than only the kernel imposed on the matrix.
+
+Scores: s_p(i) = h^L_p . E[i]. Training: next-event prediction at every position with
+cross-entropy over all items, or (catalogues above `full_softmax_items`) a sampled
+softmax over `negatives` uniform shared negatives, accidental hits masked; targets the
+prefix already holds are skipped (lists never repeat a seen item). Early stopping: each
+user's last event is held out for validation; training stops when validation NDCG@10
+has not improved for `patience` epochs and keeps the best epoch's weights. With a
+`checkpoint_dir` every epoch is checkpointed (weights, optimiser, random states), so a
+killed training resumes where it stopped and ends with the same weights.
+
+Recommending: softmax over items at the newest position and the reference time;
+probabilities are positive, so the model's rows outrank popularity's fallback. Users
+with new events get fresh lists without retraining: the lists only read the events.
+Device-agnostic; bf16 autocast on CUDA, float32 on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decayrec.features import EventSequences, InteractionMatrix
+
+MINUTE = 60.0
+
+
+def log_time_bucket(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """Log-time bucket of a time difference in seconds (0 below a minute)."""
+    minutes = (dt / MINUTE).clamp_min(1.0)
+    bucket = torch.floor(torch.log2(minutes)).long() + 1
+    bucket = torch.where(dt < MINUTE, torch.zeros_like(bucket), bucket)
+    return bucket.clamp(0, n_buckets - 1)
+
+
+def event_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenated indices of the ranges [starts[n], ends[n]), without a Python loop."""
+    lengths = np.maximum(ends - starts, 0)
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return (offsets + np.arange(int(lengths.sum()))).astype(np.int64)
+
+
+def last_events(
+    sequences: EventSequences,
+    users: np.ndarray,
+    length: int,
+    item_map: np.ndarray | None = None,
+    ends: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last `length` events of each user (before event index `ends`, default their
+    last), left-padded: items (-1 = none), times, and each user's reference time.
+    `item_map` re-indexes items; events of items it maps to -1 are dropped."""
+    users = np.asarray(users, dtype=np.int64)
+    starts = sequences.ptr[users]
+    ends = sequences.ptr[users + 1] if ends is None else np.asarray(ends, dtype=np.int64)
+    items, times = sequences.items, sequences.times
+    if item_map is not None:
+        known = item_map[items] >= 0
+        kept_before = np.concatenate(([0], np.cumsum(known)))
+        starts, ends = kept_before[starts], kept_before[ends]
+        items, times = item_map[items[known]], times[known]
+    index = ends[:, None] - length + np.arange(length)[None, :]
+    valid = index >= np.maximum(starts, ends - length)[:, None]
+    index = np.where(valid, index, 0)
+    if len(items) == 0:
+        return np.full(index.shape, -1, np.int64), np.zeros(index.shape), sequences.ref_times[users]
+    out_items = np.where(valid, items[index], -1)
+    out_times = np.where(valid, times[index], 0.0)
+    return out_items, out_times, sequences.ref_times[users]
+
+
+class _Block(nn.Module):
+    """Pre-norm causal self-attention with a time bias, then a feed-forward layer."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.attn_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ff_norm = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(
+            nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, length, dim = h.shape
+        q, k, v = self.qkv(self.attn_norm(h)).split(dim, dim=2)
+        q, k, v = (t.view(b, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.dropout if self.training else 0.0
+        )
+        h = h + self.drop(self.out(a.transpose(1, 2).reshape(b, length, dim)))
+        return h + self.drop(self.ff(self.ff_norm(h)))
+
+
+class _Network(nn.Module):
+    def __init__(
+        self,
+        n_items: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        length: int,
+        buckets: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.dim, self.heads, self.buckets = dim, heads, buckets
+        self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)  # row 0: padding
+        self.positions = nn.Embedding(length, dim)
+        self.away = nn.Embedding(buckets, dim)
+        self.time_bias = nn.Embedding(buckets, heads)
+        nn.init.normal_(self.items.weight, std=dim**-0.5)
+        nn.init.zeros_(self.time_bias.weight)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+        self.blocks = nn.ModuleList(_Block(dim, heads, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, items: torch.Tensor, times: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        """Hidden states (batch x L x dim) of item indices (-1 = padding), their event
+        times and each position's reference time (seconds)."""
+        b, length = items.shape
+        pad = items < 0
+        recency = torch.arange(length - 1, -1, -1, device=items.device)
+        h = self.items(items + 1) * math.sqrt(self.dim) + self.positions(recency)[None]
+        h = self.drop(h + self.away(log_time_bucket(refs - times, self.buckets)))
+        dt = refs[:, :, None] - times[:, None, :]  # query p, key j
+        bias = self.time_bias(log_time_bucket(dt, self.buckets)).permute(0, 3, 1, 2)
+        causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
+        allowed = causal[None] & ~pad[:, None, :]
+        allowed = allowed | torch.eye(length, dtype=torch.bool, device=items.device)[None]
+        bias = bias.masked_fill(~allowed[:, None], float("-inf"))
+        for block in self.blocks:
+            h = block(h, bias)
+        return self.norm(h)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.items.weight[1:].T
+
+
+class TimeSASRec:
+    name = "sasrec"
+    uses_sequences = True
+
+    def __init__(
+        self,
+        dim: int = 64,
+        layers: int = 2,
+        heads: int = 2,
+        max_len: int = 50,
+        dropout: float = 0.2,
+        epochs: int = 200,
+        patience: int = 5,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        full_softmax_items: int = 20_000,
+        negatives: int = 2048,
+        time_buckets: int = 24,
+        eval_users: int = 5000,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        checkpoint_dir: str | Path | None = None,
+        on_epoch_end: Callable[[int, float], None] | None = None,
+    ) -> None:
+        if dim % heads:
+            raise ValueError(f"sasrec: dim {dim} is not divisible by heads {heads}")
+        self.hyper = {
+            "dim": dim,
+            "layers": layers,
+            "heads": heads,
+            "max_len": max_len,
+            "dropout": dropout,
+            "time_buckets": time_buckets,
+        }
+        self.epochs, self.patience, self.batch_size, self.lr = epochs, patience, batch_size, lr
+        self.full_softmax_items, self.negatives = full_softmax_items, negatives
+        self.eval_users, self.seed = eval_users, seed
+        self.device = torch.device(device)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.on_epoch_end = on_epoch_end
+        self.item_ids: np.ndarray | None = None
+        self.net: _Network | None = None
+        self.history: list[dict[str, float]] = []
+
+    # ---- training -------------------------------------------------------------------
+
+    def fit(self, matrix: InteractionMatrix) -> TimeSASRec:
+        seqs = matrix.sequences
+        if seqs is None:
+            raise ValueError(
+                "sasrec needs each user's event sequence: the snapshot has none (build it "
+                "with model.name = sasrec)"
+            )
+        torch.manual_seed(self.seed)
+        n_items = matrix.shape[1]
+        self.item_ids = matrix.item_ids
+        self._event_items, self._event_times = seqs.items, seqs.times
+        train, valid = self._split(seqs)
+        windows = self._windows(seqs, train)
+        self.net = self._new_network(n_items)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        shuffle = torch.Generator().manual_seed(self.seed)
+        state = {"epoch": 0, "best": -1.0, "best_state": None, "bad": 0, "history": []}
+        fingerprint = self._fingerprint(seqs, n_items)
+        resumed = self._resume(fingerprint, optimiser, shuffle)
+        if resumed is not None:
+            state = resumed
+        while state["epoch"] < self.epochs and state["bad"] < self.patience:
+            loss = self._train_epoch(windows, n_items, optimiser, shuffle)
+            score = self._validate(seqs, valid)
+            state["epoch"] += 1
+            state["history"].append({"epoch": state["epoch"], "loss": loss, "ndcg@10": score})
+            if score >= state["best"]:  # ties: the later, longer-trained epoch
+                state["best"], state["bad"] = score, 0
+                state["best_state"] = copy.deepcopy(self.net.state_dict())
+            else:
+                state["bad"] += 1
+            self._checkpoint(fingerprint, state, optimiser, shuffle)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(state["epoch"], score)
+        if state["best_state"] is not None:
+            self.net.load_state_dict(state["best_state"])
+        self.history = state["history"]
+        self.net.eval()
+        if self.checkpoint_dir is not None:
+            (self.checkpoint_dir / "sasrec.ckpt").unlink(missing_ok=True)
+        return self
+
+    def _new_network(self, n_items: int) -> _Network:
+        h = self.hyper
+        return _Network(
+            n_items,
+            h["dim"],
+            h["layers"],
+            h["heads"],
+            h["max_len"],
+            h["time_buckets"],
+            h["dropout"],
+        ).to(self.device)
+
+    @staticmethod
+    def _split(seqs: EventSequences) -> tuple[np.ndarray, np.ndarray]:
+        """Per user the end of the training events; users whose last event is a new item
+        (with at least two events before it) hold that event out for validation."""
+        starts, ends = seqs.ptr[:-1], seqs.ptr[1:]
+        lengths = ends - starts
+        valid = np.nonzero(lengths >= 3)[0]
+        last = seqs.items[ends[valid] - 1]
+        repeated = np.array(
+            [last[n] in seqs.items[starts[u] : ends[u] - 1] for n, u in enumerate(valid)],
+            dtype=bool,
+        )
+        valid = valid[~repeated] if len(valid) else valid
+        train_end = ends.copy()
+        train_end[valid] -= 1
+        return train_end, valid
+
+    def _windows(self, seqs: EventSequences, train_end: np.ndarray) -> np.ndarray:
+        """Event indices of training windows (n x (L + 1), -1 = padding): each user's
+        training events cut from the newest back into windows of L + 1 (stride L)."""
+        length = self.hyper["max_len"]
+        rows = []
+        for user, end in enumerate(train_end.tolist()):
+            start = int(seqs.ptr[user])
+            while end - start >= 2:
+                first = max(start, end - length - 1)
+                window = np.full(length + 1, -1, dtype=np.int64)
+                window[length + 1 - (end - first) :] = np.arange(first, end)
+                rows.append(window)
+                end -= length
+        return np.stack(rows) if rows else np.zeros((0, length + 1), dtype=np.int64)
+
+    def _train_epoch(
+        self,
+        windows: np.ndarray,
+        n_items: int,
+        optimiser: torch.optim.Optimizer,
+        shuffle: torch.Generator,
+    ) -> float:
+        assert self.net is not None
+        self.net.train()
+        seqs_items, seqs_times = self._event_items, self._event_times
+        order = torch.randperm(len(windows), generator=shuffle).numpy()
+        total, count = 0.0, 0
+        for start in range(0, len(order), self.batch_size):
+            batch = windows[order[start : start + self.batch_size]]
+            pad = batch < 0
+            items = np.where(pad, -1, seqs_items[np.where(pad, 0, batch)])
+            times = np.where(pad, 0.0, seqs_times[np.where(pad, 0, batch)])
+            inputs = torch.from_numpy(items[:, :-1]).to(self.device)
+            targets = torch.from_numpy(items[:, 1:]).to(self.device)
+            in_times = torch.from_numpy(times[:, :-1]).to(self.device)
+            refs = torch.from_numpy(times[:, 1:]).to(self.device)
+            # skip padding, and targets the prefix already holds
+            length = inputs.shape[1]
+            seen = (inputs[:, None, :] == targets[:, :, None]) & torch.ones(
+                length, length, dtype=torch.bool, device=self.device
+            ).tril()[None]
+            use = (targets >= 0) & (inputs >= 0) & ~seen.any(2)
+            if not bool(use.any()):
+                continue
+            with self._autocast():
+                h = self.net(inputs, in_times, refs)[use]
+                target = targets[use]
+                loss = self._loss(h, target, n_items)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(target)
+            count += len(target)
+        return total / max(count, 1)
+
+    def _loss(self, h: torch.Tensor, target: torch.Tensor, n_items: int) -> torch.Tensor:
+        assert self.net is not None
+        if n_items <= self.full_softmax_items:
+            return F.cross_entropy(self.net.logits(h).float(), target)
+        # sampled softmax: the target against shared uniform negatives (accidental hits
+        # masked); uniform sampling needs no logQ correction (it is the same for all)
+        negatives = torch.randint(n_items, (self.negatives,), device=h.device)
+        table = self.net.items.weight[1:]
+        positive = (h * table[target]).sum(1, keepdim=True)
+        negative = h @ table[negatives].T
+        negative = negative.masked_fill(negatives[None] == target[:, None], float("-inf"))
+        logits = torch.cat([positive, negative], 1).float()
+        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=h.device))
+
+    def _validate(self, seqs: EventSequences, valid: np.ndarray) -> float:
+        """NDCG@10 of each validation user's held-out last event, scored from the events
+        before it at its time, items seen before it excluded; on up to `eval_users` users
+        (a fixed sample)."""
+        if len(valid) == 0:
+            return 0.0
+        users = valid
+        if len(users) > self.eval_users:
+            users = np.sort(np.random.default_rng(self.seed).choice(users, self.eval_users, False))
+        gains = []
+        for start in range(0, len(users), 1024):
+            batch = users[start : start + 1024]
+            held_out = seqs.ptr[batch + 1] - 1
+            items, times, _ = last_events(seqs, batch, self.hyper["max_len"], ends=held_out)
+            scores = self._score_events(items, times, seqs.times[held_out])
+            starts = seqs.ptr[batch]
+            seen = event_ranges(starts, held_out)
+            rows = np.repeat(np.arange(len(batch)), held_out - starts)
+            scores[torch.from_numpy(rows), torch.from_numpy(seqs.items[seen])] = float("-inf")
+            target = torch.from_numpy(seqs.items[held_out]).to(scores.device)
+            rank = (scores > scores.gather(1, target[:, None])).sum(1)
+            gains.append(torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2.0), 0.0).cpu())
+        return float(torch.cat(gains).mean())
+
+    # ---- checkpoints ----------------------------------------------------------------
+
+    def _fingerprint(self, seqs: EventSequences, n_items: int) -> str:
+        digest = hashlib.sha256()
+        for array in (seqs.ptr, seqs.items, seqs.times, seqs.ref_times):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        settings = (self.hyper, self.epochs, self.batch_size, self.lr, self.seed, n_items)
+        digest.update(repr(settings).encode())
+        return digest.hexdigest()[:16]
+
+    def _checkpoint(
+        self,
+        fingerprint: str,
+        state: dict,
+        optimiser: torch.optim.Optimizer,
+        shuffle: torch.Generator,
+    ) -> None:
+        if self.checkpoint_dir is None:
+            return
+        assert self.net is not None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / "sasrec.ckpt"
+        partial = path.with_suffix(".partial")
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "state": state,
+                "net": self.net.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "shuffle": shuffle.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            partial,
+        )
+        partial.replace(path)  # atomic: a kill never leaves half a checkpoint
+
+    def _resume(
+        self, fingerprint: str, optimiser: torch.optim.Optimizer, shuffle: torch.Generator
+    ) -> dict | None:
+        if self.checkpoint_dir is None:
+            return None
+        path = self.checkpoint_dir / "sasrec.ckpt"
+        if not path.exists():
+            return None
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        if saved["fingerprint"] != fingerprint:
+            return None  # another data snapshot or other settings: start afresh
+        assert self.net is not None
+        self.net.load_state_dict(saved["net"])
+        optimiser.load_state_dict(saved["optimiser"])
+        shuffle.set_state(saved["shuffle"])
+        torch.set_rng_state(saved["torch_rng"])
+        return saved["state"]
+
+    # ---- scoring --------------------------------------------------------------------
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError("sasrec scores event sequences: use score_users(matrix, users)")
+
+    def score_users(self, matrix: InteractionMatrix, users: np.ndarray) -> torch.Tensor:
+        """Next-item probabilities (users x items) from each user's last events at their
+        reference time; users without events get zeros (the popularity fallback)."""
+        if matrix.sequences is None:
+            raise ValueError("sasrec needs the snapshot's event sequences; it has none")
+        return self.score_events(*last_events(matrix.sequences, users, self.hyper["max_len"]))
+
+    def score_events(self, items: np.ndarray, times: np.ndarray, refs: np.ndarray) -> torch.Tensor:
+        """Probabilities (batch x items) of left-padded event batches (items -1 = none)."""
+        return self._score_events(items, times, refs)
+
+    @torch.no_grad()
+    def _score_events(self, items: np.ndarray, times: np.ndarray, refs: np.ndarray) -> torch.Tensor:
+        assert self.net is not None, "the model is not fitted"
+        was_training = self.net.training
+        self.net.eval()
+        item_t = torch.from_numpy(np.asarray(items, dtype=np.int64)).to(self.device)
+        time_t = torch.from_numpy(np.asarray(times, dtype=np.float64)).to(self.device)
+        ref_t = torch.from_numpy(np.asarray(refs, dtype=np.float64)).to(self.device)
+        # every position's reference time is the next event's time; the newest's is the
+        # user's reference time (as in training)
+        next_times = torch.cat([time_t[:, 1:], ref_t[:, None]], 1)
+        with self._autocast():
+            h = self.net(item_t, time_t, next_times)[:, -1]
+            probs = torch.softmax(self.net.logits(h).float(), dim=1)
+        probs = torch.where((item_t >= 0).any(1, keepdim=True), probs, torch.zeros_like(probs))
+        self.net.train(was_training)
+        return probs
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        )
+
+    # ---- persistence ----------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        assert self.net is not None and self.item_ids is not None
+        torch.save(
+            {
+                "hyper": self.hyper,
+                "item_ids": [str(i) for i in self.item_ids],
+                "state": self.net.state_dict(),
+                "history": self.history,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> TimeSASRec:
+        saved = torch.load(path, map_location=device, weights_only=False)
+        h = saved["hyper"]
+        model = cls(
+            dim=h["dim"],
+            layers=h["layers"],
+            heads=h["heads"],
+            max_len=h["max_len"],
+            dropout=h["dropout"],
+            time_buckets=h["time_buckets"],
+            device=device,
+        )
+        model.item_ids = np.asarray(saved["item_ids"], dtype=object)
+        model.net = model._new_network(len(model.item_ids))
+        model.net.load_state_dict(saved["state"])
+        model.net.eval()
+        model.history = saved["history"]
+        return model

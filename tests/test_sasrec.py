@@ -1,0 +1,241 @@
+"""The time-aware sequential Transformer on planted sequences.
+
+* order: each user walks their group's items in a cycle; the next item is the
+  successor of the last one, and never an item of the other group;
+* time: the same items in the same order are followed by one item when the user comes
+  back a minute later and by another when they come back two years later; only a model
+  that reads the time to the reference time can tell them apart.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from decayrec.config import DecayrecConfig, ModelConfig, ModelName
+from decayrec.features import EventSequences, InteractionMatrix
+from decayrec.models import AlignedScorer, TimeSASRec
+from decayrec.scoring import recommend
+from decayrec.train import make_model
+
+GROUP, WALK = 8, 6
+MINUTE, YEAR = 60.0, 365.25 * 86400.0
+T0 = 1.6e9
+
+
+def matrix_from_events(events: list[list[tuple[int, float]]], refs: list[float], n_items: int):
+    """An InteractionMatrix (weights 1) with the users' event sequences."""
+    rows, cols, items, times, ptr = [], [], [], [], [0]
+    for u, seq in enumerate(events):
+        for item in sorted({i for i, _ in seq}):
+            rows.append(u)
+            cols.append(item)
+        items += [i for i, _ in seq]
+        times += [t for _, t in seq]
+        ptr.append(len(items))
+    rows_a, cols_a = np.array(rows, np.int64), np.array(cols, np.int64)
+    return InteractionMatrix(
+        user_ids=np.array([f"u{u}" for u in range(len(events))], dtype=object),
+        item_ids=np.array([f"i{i}" for i in range(n_items)], dtype=object),
+        rows=rows_a,
+        cols=cols_a,
+        weights=np.ones(len(rows_a)),
+        popularity=np.bincount(cols_a, minlength=n_items).astype(np.float64),
+        sequences=EventSequences(
+            ptr=np.array(ptr, np.int64),
+            items=np.array(items, np.int64),
+            times=np.array(times, np.float64),
+            ref_times=np.array(refs, np.float64),
+        ),
+    )
+
+
+def cyclic_walks(n_users: int = 48, seed: int = 0):
+    """Users 0..n/2-1 walk items 0-7 in a cycle, the others items 8-15; each has WALK
+    events an hour apart starting at a random item, and one hour later is recommended to."""
+    rng = np.random.default_rng(seed)
+    events, refs, expected = [], [], []
+    for u in range(n_users):
+        group = u % 2
+        start = int(rng.integers(GROUP))
+        walk = [group * GROUP + (start + s) % GROUP for s in range(WALK + 1)]
+        times = [T0 + 3600.0 * s for s in range(WALK + 1)]
+        events.append(list(zip(walk, times, strict=True)))
+        refs.append(times[-1] + 3600.0)
+        expected.append(group * GROUP + (start + WALK + 1) % GROUP)
+    return matrix_from_events(events, refs, 2 * GROUP), expected
+
+
+def small_model(**overrides) -> TimeSASRec:
+    settings = dict(
+        dim=32,
+        layers=1,
+        heads=2,
+        max_len=8,
+        dropout=0.0,
+        epochs=40,
+        patience=40,
+        lr=5e-3,
+        batch_size=8,
+    )
+    return TimeSASRec(**{**settings, **overrides})
+
+
+def test_learns_the_order_of_each_groups_walk():
+    matrix, expected = cyclic_walks()
+    model = small_model().fit(matrix)
+    lists = recommend(model, matrix, k=1, min_history=1)
+    ranked = lists.as_matrix(matrix.shape[0], 1)
+    assert lists.from_model.all()
+    hits = np.mean([ranked[u, 0] == expected[u] for u in range(matrix.shape[0])])
+    assert hits >= 0.9, hits
+    # the other group's items get almost nothing
+    scores = model.score_users(matrix, np.arange(matrix.shape[0]))
+    other_group = torch.tensor([[i // GROUP != u % 2 for i in range(2 * GROUP)] for u in range(48)])
+    best_other = scores.masked_fill(~other_group, 0).max(1).values
+    assert (scores[torch.arange(48), torch.tensor(expected)] > 3 * best_other).all()
+
+
+def returning_users(n_users: int = 64, seed: int = 1):
+    """Every user sees items 0, 1, 2 a minute apart, in a random order of the three; half
+    come back a minute later and take item 3, the other half two years later and take
+    item 4; then item 5 a minute after that (held out for validation by the model)."""
+    rng = np.random.default_rng(seed)
+    events, refs = [], []
+    for u in range(n_users):
+        gap = MINUTE if u % 2 == 0 else 2 * YEAR
+        first = [int(i) for i in rng.permutation(3)]
+        times = [T0 + MINUTE * s for s in range(3)]
+        nxt = 3 if u % 2 == 0 else 4
+        back = times[-1] + gap
+        events.append([*zip(first, times, strict=True), (nxt, back), (5, back + MINUTE)])
+        refs.append(back + 2 * MINUTE)
+    return matrix_from_events(events, refs, 6)
+
+
+def test_learns_from_the_time_gap_what_comes_next():
+    matrix = returning_users()
+    model = small_model(max_len=4).fit(matrix)
+    items = np.array([[0, 1, 2], [0, 1, 2]])
+    times = np.array([[T0, T0 + MINUTE, T0 + 2 * MINUTE]] * 2)
+    refs = np.array([T0 + 3 * MINUTE, T0 + 2 * MINUTE + 2 * YEAR])
+    scores = model.score_events(items, times, refs)
+    soon, later = scores[0], scores[1]
+    assert soon[3] > soon[4] and soon[3] > 0.6, soon
+    assert later[4] > later[3] and later[4] > 0.6, later
+
+
+def test_save_load_round_trip_gives_identical_scores(tmp_path):
+    matrix, _ = cyclic_walks()
+    model = small_model(epochs=5).fit(matrix)
+    model.save(tmp_path / "m.pt")
+    loaded = TimeSASRec.load(tmp_path / "m.pt")
+    users = np.arange(matrix.shape[0])
+    assert torch.equal(loaded.score_users(matrix, users), model.score_users(matrix, users))
+    assert list(loaded.item_ids) == list(model.item_ids)
+
+
+def test_same_seed_same_model():
+    matrix, _ = cyclic_walks()
+    users = np.arange(matrix.shape[0])
+    a = small_model(epochs=3).fit(matrix).score_users(matrix, users)
+    b = small_model(epochs=3).fit(matrix).score_users(matrix, users)
+    assert torch.equal(a, b)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
+    matrix, _ = cyclic_walks()
+    users = np.arange(matrix.shape[0])
+    straight = small_model(epochs=4, dropout=0.2).fit(matrix).score_users(matrix, users)
+
+    def kill_after_second(epoch: int, _score: float) -> None:
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        small_model(
+            epochs=4, dropout=0.2, checkpoint_dir=tmp_path, on_epoch_end=kill_after_second
+        ).fit(matrix)
+    assert (tmp_path / "sasrec.ckpt").exists()
+    epochs_run: list[int] = []
+    resumed = small_model(
+        epochs=4,
+        dropout=0.2,
+        checkpoint_dir=tmp_path,
+        on_epoch_end=lambda e, _s: epochs_run.append(e),
+    ).fit(matrix)
+    assert epochs_run == [3, 4]  # it went on from epoch 2, not from scratch
+    assert torch.equal(resumed.score_users(matrix, users), straight)
+    assert not (tmp_path / "sasrec.ckpt").exists()  # done: nothing left to resume
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
+    matrix, _ = cyclic_walks(seed=0)
+    other, _ = cyclic_walks(seed=5)
+
+    def kill(epoch: int, _score: float) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        small_model(epochs=3, checkpoint_dir=tmp_path, on_epoch_end=kill).fit(other)
+    epochs_run: list[int] = []
+    small_model(
+        epochs=3, checkpoint_dir=tmp_path, on_epoch_end=lambda e, _s: epochs_run.append(e)
+    ).fit(matrix)
+    assert epochs_run == [1, 2, 3]
+
+
+def test_sampled_softmax_learns_too():
+    matrix, expected = cyclic_walks()
+    model = small_model(full_softmax_items=4, negatives=6).fit(matrix)
+    ranked = recommend(model, matrix, k=1, min_history=1).as_matrix(matrix.shape[0], 1)
+    assert np.mean(ranked[:, 0] == np.array(expected)) >= 0.8
+
+
+def test_aligned_scorer_rescores_on_a_reordered_catalogue():
+    matrix, _ = cyclic_walks()
+    model = small_model(epochs=10).fit(matrix)
+    users = np.arange(matrix.shape[0])
+    # today's catalogue lists the items in reverse order, plus one the model never saw
+    n = matrix.shape[1]
+    order = np.arange(n)[::-1].copy()
+    position = np.empty(n, np.int64)
+    position[order] = np.arange(n)
+    assert matrix.sequences is not None
+    today = InteractionMatrix(
+        user_ids=matrix.user_ids,
+        item_ids=np.concatenate([matrix.item_ids[order], ["new"]]).astype(object),
+        rows=matrix.rows,
+        cols=position[matrix.cols],
+        weights=matrix.weights,
+        popularity=np.concatenate([matrix.popularity[order], [0.0]]),
+        sequences=EventSequences(
+            ptr=matrix.sequences.ptr,
+            items=position[matrix.sequences.items],
+            times=matrix.sequences.times,
+            ref_times=matrix.sequences.ref_times,
+        ),
+    )
+    aligned = AlignedScorer(model, today.item_ids).score_users(today, users)
+    direct = model.score_users(matrix, users)
+    assert torch.allclose(aligned[:, :n], direct[:, order])
+    assert (aligned[:, n] == 0).all()
+
+
+def test_without_sequences_it_says_what_is_missing():
+    matrix, _ = cyclic_walks()
+    matrix.sequences = None
+    with pytest.raises(ValueError, match="event sequence"):
+        small_model().fit(matrix)
+
+
+def test_make_model_builds_it_from_the_config():
+    config = DecayrecConfig(
+        model=ModelConfig(name=ModelName.sasrec, seq_dim=32, seq_heads=4, seq_len=20)
+    )
+    model, device = make_model(config)
+    assert isinstance(model, TimeSASRec)
+    assert model.hyper["max_len"] == 20 and model.hyper["heads"] == 4

@@ -36,6 +36,7 @@ class Snapshot:
     n_items: int
     n_nonzero: int
     n_events: int
+    has_sequences: bool = False  # each user's recent events (sequences.parquet) are kept
 
 
 @dataclass
@@ -253,6 +254,7 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
             n_items=items.num_rows,
             n_nonzero=coo.num_rows,
             n_events=n_events,
+            has_sequences=bool(sequence_length(config)),
         )
         meta_path.write_text(json.dumps(asdict(snapshot), indent=2))
         return snapshot

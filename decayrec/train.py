@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,7 +12,13 @@ import torch
 
 from decayrec.config import DecayrecConfig, ModelName
 from decayrec.device import pick_device
-from decayrec.features import InteractionMatrix, Snapshot, load_snapshot
+from decayrec.features import (
+    InteractionMatrix,
+    Snapshot,
+    build_snapshot,
+    load_snapshot,
+    sequence_length,
+)
 from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model, TimeSASRec
 from decayrec.registry import ModelRecord
 from decayrec.scoring import recommend
@@ -105,7 +112,12 @@ def score_saved_model(
     config: DecayrecConfig, record: ModelRecord, snapshot: Snapshot, run_id: str
 ) -> TrainedLists:
     """Every user's top-K list of an already trained (registered) model, re-scored on the
-    snapshot: its items are matched to the snapshot's by id (AlignedScorer)."""
+    snapshot: its items are matched to the snapshot's by id (AlignedScorer). A model that
+    needs what the snapshot lacks (event sequences) gets a snapshot of the same events
+    and as-of time built with its own settings."""
+    model_config = record.config(config)
+    if sequence_length(model_config) and not snapshot.has_sequences:
+        snapshot = build_snapshot(model_config, datetime.fromisoformat(snapshot.as_of_time))
     matrix = load_snapshot(snapshot)
     run_dir = Path(config.data_dir) / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -6,16 +6,17 @@ from prefect import task
 from prefect.utilities.hashing import hash_objects
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot, build_snapshot
+from decayrec.features import Snapshot, build_snapshot, sequence_length
 from decayrec.sqlfiles import connect, sql
 from tasks import TIMEOUTS
 
 
 def events_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     """The feature build's cache key: which lake, the as-of time, a fingerprint of the
-    events before it (count + order-independent hash: one cheap scan) and the decay
-    settings. New or changed events, or other decay settings, give a new key; a rerun
-    of the same night (after a training failure, say) gets the persisted snapshot."""
+    events before it (count + order-independent hash: one cheap scan), the decay settings
+    and how many events per user are kept for sequence models. New or changed events, or
+    other settings, give a new key; a rerun of the same night (after a training failure,
+    say) gets the persisted snapshot."""
     config: DecayrecConfig = parameters["config"]
     as_of: datetime = parameters["as_of_time"]
     try:
@@ -34,6 +35,7 @@ def events_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
         int(n_events),
         str(content_hash),
         config.decay.model_dump(mode="json"),
+        sequence_length(config),
     )
 
 

@@ -118,3 +118,29 @@ def test_catalogue_larger_than_max_items_is_refused():
 def test_score_before_fit_raises():
     with pytest.raises(RuntimeError):
         EASE().score(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("scatter_cost, pair_batch", [(10**9, 1 << 24), (0, 1 << 24), (0, 100)])
+def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair_batch):
+    """Dense user batches, or scattered (item, item) pairs in batches of any size."""
+    import decayrec.models.ease as ease_module
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 50
+    dense = np.zeros((n_users, n_items))
+    for u in range(n_users):
+        items = rng.choice(n_items, rng.integers(1, 30), replace=False)
+        dense[u, items] = rng.uniform(0.1, 1.0, len(items))
+    rows, cols = np.nonzero(dense)
+    matrix = InteractionMatrix(
+        user_ids=np.arange(n_users).astype(str).astype(object),
+        item_ids=np.arange(n_items).astype(str).astype(object),
+        rows=rows.astype(np.int64),
+        cols=cols.astype(np.int64),
+        weights=dense[rows, cols],
+        popularity=dense.sum(0),
+    )
+    monkeypatch.setattr(ease_module, "SCATTER_COST", scatter_cost)
+    monkeypatch.setattr(ease_module, "PAIR_BATCH", pair_batch)
+    gram = ease_module.gram_matrix(matrix, matrix.weights, 64, torch.device("cpu"))
+    np.testing.assert_allclose(gram.numpy(), dense.T @ dense, rtol=1e-5, atol=1e-4)

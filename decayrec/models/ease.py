@@ -11,8 +11,9 @@ A user's scores are s_u = x_u B. X is rescaled so that its mean non-zero weight 
 the decay kernel's absolute scale (2^-age/half-life can be tiny) then never changes
 what lambda means, and lambda is measured in "typical interactions".
 
-G is accumulated over user batches (memory n_items^2 + batch x n_items); the inverse
-is a Cholesky solve. Runs on whatever device it is given (CUDA or CPU).
+G is accumulated over user batches, densely or pair by pair, whichever is cheaper
+(memory n_items^2 + a bounded batch); the inverse is a Cholesky solve. Runs on
+whatever device it is given (CUDA or CPU).
 """
 
 from __future__ import annotations
@@ -28,6 +29,55 @@ from decayrec.features import InteractionMatrix
 
 class CatalogueTooLarge(ValueError):
     """EASE's memory grows with the square of the catalogue."""
+
+
+# A scattered pair costs about as much as this many multiply-adds of a dense product
+# (measured on MovieLens-small, 2 CPU cores: 1.1e-7 s per pair, 3e-11 s per multiply-add).
+SCATTER_COST = 2048
+PAIR_BATCH = 1 << 24  # (item, item) pairs scattered at a time: ~0.5 GB of temporaries
+
+
+def gram_matrix(
+    matrix: InteractionMatrix, values: np.ndarray, user_batch: int, device: torch.device
+) -> torch.Tensor:
+    """G = X^T X (items x items, float32) for X = the matrix with `values`.
+
+    Two ways, whichever costs less: dense products of user batches (n_users * n_items^2
+    multiply-adds: fast BLAS, best for small catalogues), or scattering each user's
+    (item, item) pairs into G (sum_u n_u^2 pairs: best for large, sparse catalogues,
+    where the dense way would be hours).
+    """
+    n_users, n_items = matrix.shape
+    ptr = matrix.row_pointer()
+    per_user = np.diff(ptr)
+    pairs = int((per_user.astype(np.int64) ** 2).sum())
+    gram = torch.zeros(n_items, n_items, dtype=torch.float32, device=device)
+    if SCATTER_COST * pairs >= n_users * n_items**2:
+        for start in range(0, n_users, user_batch):
+            stop = min(start + user_batch, n_users)
+            x, _, _ = dense_rows(matrix, ptr, np.arange(start, stop), values, device)
+            gram.addmm_(x.T, x)
+        return gram
+    flat = gram.view(-1)
+    cols = torch.from_numpy(matrix.cols).to(device)
+    vals = torch.from_numpy(values.astype(np.float32)).to(device)
+    user = 0
+    while user < n_users:
+        # users whose pairs fit in one batch (at least one user)
+        cum = np.cumsum(per_user[user:].astype(np.int64) ** 2)
+        stop = user + max(1, int(np.searchsorted(cum, PAIR_BATCH, side="right")))
+        lengths = per_user[user:stop]
+        entries = np.arange(ptr[user], ptr[stop])
+        # pair (e1, e2) for every two entries e1, e2 of the same user
+        repeats = np.repeat(lengths, lengths)
+        first = np.repeat(entries, repeats)
+        row_start = np.repeat(ptr[user:stop], lengths)
+        within = np.arange(len(first)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+        second = np.repeat(row_start, repeats) + within
+        e1, e2 = torch.from_numpy(first).to(device), torch.from_numpy(second).to(device)
+        flat.index_add_(0, cols[e1] * n_items + cols[e2], vals[e1] * vals[e2])
+        user = stop
+    return gram
 
 
 class EASE:
@@ -59,12 +109,7 @@ class EASE:
         positive = matrix.weights[matrix.weights > 0]
         self.scale = float(positive.mean()) if len(positive) else 1.0
         values = matrix.weights / self.scale
-        ptr = matrix.row_pointer()
-        gram = torch.zeros(n_items, n_items, dtype=torch.float32, device=self.device)
-        for start in range(0, n_users, self.user_batch):
-            stop = min(start + self.user_batch, n_users)
-            x, _, _ = dense_rows(matrix, ptr, np.arange(start, stop), values, self.device)
-            gram.addmm_(x.T, x)
+        gram = gram_matrix(matrix, values, self.user_batch, self.device)
         gram.diagonal().add_(self.l2)
         chol = torch.linalg.cholesky(gram)
         del gram

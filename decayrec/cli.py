@@ -65,6 +65,49 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, metavar="DIR", help="output directory")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--chunk-users", type=int, help="users generated and written at a time")
+    text = (
+        "time the nightly stages (ingest, validate, features, train, evaluate, export) on "
+        "synthetic events: wall s, events/s and peak RSS per stage, NDCG@10 on the "
+        "global-time protocol; writes bench.json and bench.md"
+    )
+    b = sub.add_parser("bench", help=text, description=text)
+    b.add_argument("--events", type=int, required=True, metavar="N", help="number of events")
+    b.add_argument("--model", choices=["ease", "ials", "itemknn"], default="ease")
+    b.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results, lake and warehouse (default: <data-root>/runs/n<N>-<model>)",
+    )
+    b.add_argument("--seed", type=int, default=0, help="random seed of the events (default 0)")
+    b.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the events generated before for the same N, seed and items",
+    )
+    b.add_argument(
+        "--stages",
+        nargs="+",
+        metavar="STAGE",
+        choices=["ingest", "validate", "features", "train", "evaluate", "export"],
+        help="run only these stages (in pipeline order; default: all)",
+    )
+    b.add_argument(
+        "--items",
+        type=int,
+        metavar="N",
+        help="catalogue size (default: events / 500, between 200 and 20,000)",
+    )
+    b.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="where generated events are kept (default: $DECAYREC_BENCH_DATA or "
+        "/tmp/bench-data; never the repository)",
+    )
+    b.add_argument(
+        "--flow",
+        action="store_true",
+        help="also time the Prefect nightly flow end to end on the same events",
+    )
     text = "run a query of sql/queries on the warehouse and print a table (no NAME: list them)"
     q = sub.add_parser("sql", help=text, description=text)
     q.add_argument("name", nargs="?", metavar="NAME", help="query name, e.g. top_items")
@@ -143,6 +186,20 @@ def main(argv: list[str] | None = None) -> int:
             from decayrec.synthetic import generate_command
 
             return generate_command(args.events, args.out, args.seed, args.chunk_users)
+        if args.command == "bench":
+            from decayrec.bench import bench_command
+
+            return bench_command(
+                args.events,
+                model=args.model,
+                out=args.out,
+                seed=args.seed,
+                reuse=args.reuse,
+                stages=args.stages,
+                data_root=args.data_root,
+                n_items=args.items,
+                flow=args.flow,
+            )
         config = build_config(args)
         as_of = args.as_of
         if args.command == "demo":

@@ -232,6 +232,11 @@ class ModelConfig(_Model):
     seq_patience: int = Field(
         5, ge=1, description="sasrec: stop after this many epochs without a better validation"
     )
+    seq_holdout: int = Field(
+        5,
+        ge=1,
+        description="sasrec: last events per user held out to pick the epoch (validation)",
+    )
     seq_batch: int = Field(128, ge=1, description="sasrec: sequences per training step")
     seq_lr: float = Field(1e-3, gt=0, description="sasrec: Adam learning rate")
     seq_full_softmax_items: int = Field(
@@ -408,6 +413,56 @@ class OrchestrationConfig(_Model):
     )
 
 
+class ContentConfig(_Model):
+    """Cold-start items (decayrec.content): item texts embedded by the packaged
+    sentence-transformer, blended into the model's scores for items with fewer than
+    `min_interactions` training interactions: final = (1 - b) * model + b * content, with
+    b = 1 - n / min_interactions (a never-seen item is scored by its text alone)."""
+
+    enabled: bool = Field(False, description="append catalogue items and blend content scores")
+    catalogue: str | None = Field(
+        None,
+        description="item catalogue, CSV or Parquet (id column + text columns); unset: the "
+        "movies.csv beside a MovieLens ratings source, if any",
+    )
+    id_column: str = Field("item_id", description="catalogue column holding the item id")
+    text_columns: list[str] = Field(
+        default_factory=lambda: ["title"],
+        description="catalogue columns joined into the item text: the first as it is, the "
+        "others as 'Column: value'",
+    )
+    list_separator: str = Field("|", description="separator of list values inside a text field")
+    # chosen on MovieLens-small's validation split (bench/cold_start.py)
+    min_interactions: int = Field(
+        5, ge=0, description="items with fewer training interactions get content; 0: off"
+    )
+    weight: float = Field(
+        1.5,
+        ge=0,
+        description="content score = weight * z * the user's scale_rank-th best model score "
+        "(z: the item's text similarity to the user's items, standardised per user): a cold "
+        "item enters the top scale_rank when z > 1 / weight",
+    )
+    scale_rank: int = Field(10, ge=1, description="rank of the model score content is scaled to")
+    batch_size: int = Field(64, ge=1, description="texts embedded per batch")
+    cache_dir: Path | None = Field(
+        None, description="embeddings cache (default: data_dir/content), keyed on the catalogue"
+    )
+    backtest_grid: list[tuple[int, float]] = Field(
+        default_factory=list,
+        description="backtests also measure these (min_interactions, weight) pairs on the same "
+        "fitted model (for choosing them on the validation split)",
+    )
+
+    @model_validator(mode="after")
+    def _columns_safe(self) -> ContentConfig:
+        for name in [self.id_column, *self.text_columns]:
+            check_column_name(name, "content column")
+        if not self.text_columns:
+            raise ConfigError("content.text_columns needs at least one column")
+        return self
+
+
 class DecayrecConfig(_Model):
     """Everything one run of decayrec needs."""
 
@@ -435,6 +490,7 @@ class DecayrecConfig(_Model):
         True, description="apply the newest tuning winner's decay and lambda (decayrec tune)"
     )
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    content: ContentConfig = Field(default_factory=ContentConfig)
 
     @field_validator("timezone")
     @classmethod

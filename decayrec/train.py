@@ -69,6 +69,7 @@ def make_model(
             dropout=m.seq_dropout,
             epochs=m.seq_epochs,
             patience=m.seq_patience,
+            holdout=m.seq_holdout,
             batch_size=m.seq_batch,
             lr=m.seq_lr,
             full_softmax_items=m.seq_full_softmax_items,
@@ -146,6 +147,10 @@ def _score_and_write(
     train_seconds: float,
 ) -> TrainedLists:
     started = time.perf_counter()
+    if config.content.enabled:  # cold-start items: catalogue appended, item texts blended in
+        from decayrec.content import content_blend
+
+        matrix, model, _ = content_blend(config, matrix, model, device)
     lists = recommend(
         model,
         matrix,

@@ -25,8 +25,9 @@ Scores: s_p(i) = h^L_p . E[i]. Training: next-event prediction at every position
 cross-entropy over all items, or (catalogues above `full_softmax_items`) a sampled
 softmax over `negatives` uniform shared negatives, accidental hits masked; targets the
 prefix already holds are skipped (lists never repeat a seen item). Early stopping: each
-user's last event is held out for validation; training stops when validation NDCG@10
-has not improved for `patience` epochs and keeps the best epoch's weights. With a
+user's last `holdout` events are held out for validation (their new items are the
+targets, as in the user-time protocol); training stops when validation NDCG@10 has not
+improved for `patience` epochs and keeps the best epoch's weights. With a
 `checkpoint_dir` every epoch is checkpointed (weights, optimiser, random states), so a
 killed training resumes where it stopped and ends with the same weights.
 
@@ -190,6 +191,7 @@ class TimeSASRec:
         negatives: int = 2048,
         time_buckets: int = 24,
         eval_users: int = 5000,
+        holdout: int = 1,
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_dir: str | Path | None = None,
@@ -207,7 +209,7 @@ class TimeSASRec:
         }
         self.epochs, self.patience, self.batch_size, self.lr = epochs, patience, batch_size, lr
         self.full_softmax_items, self.negatives = full_softmax_items, negatives
-        self.eval_users, self.seed = eval_users, seed
+        self.eval_users, self.holdout, self.seed = eval_users, holdout, seed
         self.device = torch.device(device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.on_epoch_end = on_epoch_end
@@ -228,8 +230,8 @@ class TimeSASRec:
         n_items = matrix.shape[1]
         self.item_ids = matrix.item_ids
         self._event_items, self._event_times = seqs.items, seqs.times
-        train, valid = self._split(seqs)
-        windows = self._windows(seqs, train)
+        train_end, valid_users, valid_targets = self._split(seqs)
+        windows = self._windows(seqs, train_end)
         self.net = self._new_network(n_items)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         shuffle = torch.Generator().manual_seed(self.seed)
@@ -240,7 +242,7 @@ class TimeSASRec:
             state = resumed
         while state["epoch"] < self.epochs and state["bad"] < self.patience:
             loss = self._train_epoch(windows, n_items, optimiser, shuffle)
-            score = self._validate(seqs, valid)
+            score = self._validate(seqs, train_end, valid_users, valid_targets)
             state["epoch"] += 1
             state["history"].append({"epoch": state["epoch"], "loss": loss, "ndcg@10": score})
             if score >= state["best"]:  # ties: the later, longer-trained epoch
@@ -271,22 +273,23 @@ class TimeSASRec:
             h["dropout"],
         ).to(self.device)
 
-    @staticmethod
-    def _split(seqs: EventSequences) -> tuple[np.ndarray, np.ndarray]:
-        """Per user the end of the training events; users whose last event is a new item
-        (with at least two events before it) hold that event out for validation."""
+    def _split(self, seqs: EventSequences) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Per user the end of the training events, the validation users and their
+        targets: a user with at least `holdout` + 2 events holds out their last `holdout`
+        events, whose items not seen before them are the targets (as in the user-time
+        protocol); users left without a target keep every event for training."""
         starts, ends = seqs.ptr[:-1], seqs.ptr[1:]
-        lengths = ends - starts
-        valid = np.nonzero(lengths >= 3)[0]
-        last = seqs.items[ends[valid] - 1]
-        repeated = np.array(
-            [last[n] in seqs.items[starts[u] : ends[u] - 1] for n, u in enumerate(valid)],
-            dtype=bool,
-        )
-        valid = valid[~repeated] if len(valid) else valid
         train_end = ends.copy()
-        train_end[valid] -= 1
-        return train_end, valid
+        users, targets = [], []
+        for user in np.nonzero(ends - starts >= self.holdout + 2)[0].tolist():
+            cut = int(ends[user]) - self.holdout
+            before = seqs.items[starts[user] : cut]
+            new = np.setdiff1d(seqs.items[cut : ends[user]], before)
+            if len(new):
+                users.append(user)
+                targets.append(new)
+                train_end[user] = cut
+        return train_end, np.array(users, dtype=np.int64), targets
 
     def _windows(self, seqs: EventSequences, train_end: np.ndarray) -> np.ndarray:
         """Event indices of training windows (n x (L + 1), -1 = padding): each user's
@@ -357,29 +360,36 @@ class TimeSASRec:
         logits = torch.cat([positive, negative], 1).float()
         return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=h.device))
 
-    def _validate(self, seqs: EventSequences, valid: np.ndarray) -> float:
-        """NDCG@10 of each validation user's held-out last event, scored from the events
-        before it at its time, items seen before it excluded; on up to `eval_users` users
-        (a fixed sample)."""
-        if len(valid) == 0:
+    def _validate(
+        self, seqs: EventSequences, train_end: np.ndarray, users: np.ndarray, targets: list
+    ) -> float:
+        """NDCG@10 of the validation users' held-out items, scored from the events before
+        them a second after the last (as the user-time backtest does), items seen before
+        excluded; on up to `eval_users` users (a fixed sample)."""
+        if len(users) == 0:
             return 0.0
-        users = valid
+        chosen = np.arange(len(users))
         if len(users) > self.eval_users:
-            users = np.sort(np.random.default_rng(self.seed).choice(users, self.eval_users, False))
-        gains = []
-        for start in range(0, len(users), 1024):
-            batch = users[start : start + 1024]
-            held_out = seqs.ptr[batch + 1] - 1
-            items, times, _ = last_events(seqs, batch, self.hyper["max_len"], ends=held_out)
-            scores = self._score_events(items, times, seqs.times[held_out])
+            rng = np.random.default_rng(self.seed)
+            chosen = np.sort(rng.choice(len(users), self.eval_users, replace=False))
+        discount = 1.0 / np.log2(np.arange(10) + 2.0)
+        total = 0.0
+        for start in range(0, len(chosen), 1024):
+            picked = chosen[start : start + 1024]
+            batch = users[picked]
+            ends = train_end[batch]
+            items, times, _ = last_events(seqs, batch, self.hyper["max_len"], ends=ends)
+            scores = self._score_events(items, times, seqs.times[ends - 1] + 1.0)
             starts = seqs.ptr[batch]
-            seen = event_ranges(starts, held_out)
-            rows = np.repeat(np.arange(len(batch)), held_out - starts)
+            seen = event_ranges(starts, ends)
+            rows = np.repeat(np.arange(len(batch)), ends - starts)
             scores[torch.from_numpy(rows), torch.from_numpy(seqs.items[seen])] = float("-inf")
-            target = torch.from_numpy(seqs.items[held_out]).to(scores.device)
-            rank = (scores > scores.gather(1, target[:, None])).sum(1)
-            gains.append(torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2.0), 0.0).cpu())
-        return float(torch.cat(gains).mean())
+            top = torch.topk(scores, min(10, scores.shape[1]), dim=1).indices.cpu().numpy()
+            for row, n in enumerate(picked.tolist()):
+                hits = np.isin(top[row], targets[n])
+                ideal = discount[: min(len(targets[n]), 10)].sum()
+                total += float((hits * discount[: len(hits)]).sum() / ideal)
+        return total / len(chosen)
 
     # ---- checkpoints ----------------------------------------------------------------
 
@@ -387,7 +397,15 @@ class TimeSASRec:
         digest = hashlib.sha256()
         for array in (seqs.ptr, seqs.items, seqs.times, seqs.ref_times):
             digest.update(np.ascontiguousarray(array).tobytes())
-        settings = (self.hyper, self.epochs, self.batch_size, self.lr, self.seed, n_items)
+        settings = (
+            self.hyper,
+            self.epochs,
+            self.batch_size,
+            self.lr,
+            self.seed,
+            self.holdout,
+            n_items,
+        )
         digest.update(repr(settings).encode())
         return digest.hexdigest()[:16]
 

@@ -264,6 +264,12 @@ class ModelConfig(_Model):
         40_000, ge=1, description="EASE needs items^2 memory: refuse catalogues larger than this"
     )
     user_batch: int = Field(2048, ge=1, description="users scored per batch (bounds memory)")
+    score_memory_mb: float = Field(
+        1024.0,
+        gt=0,
+        description="scoring: memory budget of one batch's dense score tensors; the batch "
+        "shrinks below user_batch on large catalogues to stay within it",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
 
 

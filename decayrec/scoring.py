@@ -77,8 +77,10 @@ def recommend(
     min_history: int = 1,
     user_batch: int = 2048,
     device: torch.device | str = "cpu",
+    memory_mb: float = 1024.0,
 ) -> Lists:
-    """Top-k unseen items for `users` (default: every user of the matrix), in batches.
+    """Top-k unseen items for `users` (default: every user of the matrix), in batches of
+    at most `user_batch` users and about `memory_mb` of dense (batch x items) tensors.
 
     `model=None` gives the pure decayed-popularity baseline.
     """
@@ -87,6 +89,8 @@ def recommend(
     users = np.arange(n_users) if users is None else np.asarray(users, dtype=np.int64)
     ptr = matrix.row_pointer()
     history = np.diff(ptr)[users]
+    # about six float32 (batch x items) tensors are alive at once: rows, key, scores, masks
+    user_batch = max(1, min(user_batch, int(memory_mb * 2**20 // (24 * max(n_items, 1)))))
     k_eff = min(k, n_items)
     # Popularity mapped into [-2, -1]: always below any positive model score.
     pop = torch.from_numpy(matrix.popularity.astype(np.float64)).to(device)

@@ -102,6 +102,7 @@ def score_shard(
         min_history=config.model.min_history,
         user_batch=config.model.user_batch,
         device=device,
+        memory_mb=config.model.score_memory_mb,
     )
     table = lists.to_arrow(matrix).append_column("user_idx", pa.array(lists.user_idx, pa.int64()))
     path = Path(out_dir) / f"shard-{shard}-of-{n_shards}.parquet"

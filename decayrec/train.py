@@ -158,6 +158,7 @@ def _score_and_write(
         min_history=config.model.min_history,
         user_batch=config.model.user_batch,
         device=device,
+        memory_mb=config.model.score_memory_mb,
     )
     table = lists.to_arrow(matrix)
     lists_path = run_dir / lists_name

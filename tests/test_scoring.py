@@ -238,3 +238,31 @@ def test_users_subset_keeps_their_order_in_as_matrix():
     lists = recommend(None, matrix, k=2, users=np.array([3, 1]))
     assert list(lists.user_idx) == [3, 3, 1, 1]
     np.testing.assert_array_equal(lists.as_matrix(2, 2), [[1, 2], [3, 5]])
+
+
+def test_a_small_memory_budget_scores_in_smaller_batches_with_the_same_lists(monkeypatch):
+    rng = np.random.default_rng(3)
+    n_users, n_items = 40, 30
+    seen = rng.random((n_users, n_items)) < 0.3
+    rows, cols = np.nonzero(seen)
+    matrix = InteractionMatrix(
+        user_ids=np.array([f"u{u:02d}" for u in range(n_users)], dtype=object),
+        item_ids=np.array([f"i{i:02d}" for i in range(n_items)], dtype=object),
+        rows=rows.astype(np.int64),
+        cols=cols.astype(np.int64),
+        weights=rng.uniform(0.1, 1.0, size=len(rows)),
+        popularity=rng.permutation(n_items).astype(float) + 1,
+    )
+    model = EASE(l2=1.0).fit(matrix)
+    batches: list[int] = []
+    original = model.score
+    monkeypatch.setattr(model, "score", lambda x: batches.append(len(x)) or original(x))
+    roomy = recommend(model, matrix, k=5)
+    assert batches == [n_users]
+    batches.clear()
+    # 24 bytes per item and user: a budget of 7 users' worth
+    tight = recommend(model, matrix, k=5, memory_mb=7 * 24 * n_items / 2**20)
+    assert max(batches) == 7 and sum(batches) == n_users
+    for field in ("user_idx", "rank", "item_idx", "from_model"):
+        np.testing.assert_array_equal(getattr(tight, field), getattr(roomy, field))
+    np.testing.assert_allclose(tight.score, roomy.score, rtol=1e-6)

@@ -423,7 +423,9 @@ class ContentConfig(_Model):
     """Cold-start items (decayrec.content): item texts embedded by the packaged
     sentence-transformer, blended into the model's scores for items with fewer than
     `min_interactions` training interactions: final = (1 - b) * model + b * content, with
-    b = 1 - n / min_interactions (a never-seen item is scored by its text alone)."""
+    b = 1 - n / min_interactions (a never-seen item is scored by its text alone) and
+    content = s * tanh(weight * z): s the user's scale_rank-th best model score, z the
+    item's text similarity to the user's items, standardised per user."""
 
     enabled: bool = Field(False, description="append catalogue items and blend content scores")
     catalogue: str | None = Field(
@@ -440,16 +442,20 @@ class ContentConfig(_Model):
     list_separator: str = Field("|", description="separator of list values inside a text field")
     # chosen on MovieLens-small's validation split (bench/cold_start.py)
     min_interactions: int = Field(
-        5, ge=0, description="items with fewer training interactions get content; 0: off"
+        10, ge=0, description="items with fewer training interactions get content; 0: off"
     )
     weight: float = Field(
-        1.5,
+        0.5,
         ge=0,
-        description="content score = weight * z * the user's scale_rank-th best model score "
-        "(z: the item's text similarity to the user's items, standardised per user): a cold "
-        "item enters the top scale_rank when z > 1 / weight",
+        description="how fast text similarity z (standard deviations above the user's "
+        "average item) approaches the scale: content = s * tanh(weight * z)",
     )
-    scale_rank: int = Field(10, ge=1, description="rank of the model score content is scaled to")
+    scale_rank: int = Field(
+        9,
+        ge=1,
+        description="content scores stay below the user's scale_rank-th best model score: "
+        "the first scale_rank places of a list always stay the model's",
+    )
     batch_size: int = Field(64, ge=1, description="texts embedded per batch")
     cache_dir: Path | None = Field(
         None, description="embeddings cache (default: data_dir/content), keyed on the catalogue"

@@ -164,7 +164,13 @@ def _backtest(
     model, device = make_model(config)
     model.fit(matrix)
     result["train_seconds"] = round(time.perf_counter() - started, 3)
-    for name, scorer in (("model", model), ("popularity", None)):
+    blend = None
+    if config.content.enabled:  # cold-start items: catalogue appended, item texts blended in
+        from decayrec.content import BacktestBlend
+
+        blend = BacktestBlend(con, config, matrix, model, device)
+        matrix = blend.matrix
+    for name, scorer in (("model", blend.scorer if blend else model), ("popularity", None)):
         lists = recommend(
             scorer,
             matrix,
@@ -176,6 +182,8 @@ def _backtest(
         )
         ranked = lists.as_matrix(len(users), k)
         result[name] = ranking_metrics(ranked, truth_sets, ev.ks, matrix.shape[1])
+        if blend is not None and name == "model":
+            result["content"] = blend.report(ranked, users, truth_sets, ev.ks)
     return result
 
 

@@ -93,6 +93,7 @@ GRIDS = {
     ],
 }
 NAMES = {"sar": "SAR (Recommenders 1.2.1, time decay)", "als": "implicit ALS 0.7.2"}
+DECAYREC_HALF_LIVES = (30.0, 90.0, 365.0)  # decayrec's decay.half_life_days grid (--tune)
 
 
 def ensure_peers_venv(log=print) -> Path:
@@ -217,6 +218,38 @@ def tune_peer(python, peer, split, out, k, threads, mem_limit_gb, log=print) -> 
     return {"chosen": best["params"], "trials": trials}
 
 
+def tune_decayrec(args, out: Path, log=print) -> dict:
+    """decayrec's decay half-life by NDCG@10 on the validation split of its own backtest
+    (decayrec.evaluate.backtest(..., split='validation')), on a lake of the same events."""
+    from decayrec.evaluate import backtest
+
+    lake_dir = out / "decayrec-tune"
+    run_bench(
+        args.events,
+        model=args.model,
+        out_dir=lake_dir,
+        seed=args.seed,
+        reuse=True,
+        stages=["ingest", "validate"],
+        data_root=args.data_root,
+        n_items=args.items,
+        progress=None,
+    )
+    bench = json.loads((lake_dir / "bench.json").read_text())
+    trials = []
+    for h in DECAYREC_HALF_LIVES:
+        config = bench_config(lake_dir, bench["events"]["path"], args.model, h)
+        as_of = config.as_of_time(datetime.fromisoformat(bench["as_of"]).date())
+        began = time.perf_counter()
+        result = backtest(config, as_of, "global_time", split="validation")
+        ndcg = result["model"]["ndcg@10"]
+        seconds = round(time.perf_counter() - began, 1)
+        log(f"  decayrec validation half_life_days={h}: NDCG@10 {ndcg:.4f} ({seconds} s)")
+        trials.append({"params": {"half_life_days": h}, "ndcg@10": ndcg, "seconds": seconds})
+    best = max(trials, key=lambda t: t["ndcg@10"])
+    return {"chosen": best["params"], "trials": trials}
+
+
 def _short(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items() if k != "time_now")
 
@@ -271,10 +304,27 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     python = ensure_peers_venv()
 
+    chosen = {p: dict(DEFAULTS[p]) for p in args.peers}
+    tuning: dict = {}
+    earlier = json.loads(Path(args.params_from).read_text()) if args.params_from else None
+    half_life = None
+    if earlier:
+        half_life = earlier.get("chosen", {}).get("decayrec", {}).get("half_life_days")
+        tuning["params_from"] = args.params_from
+    elif args.tune:
+        print("decayrec: decay half-life on the validation split ...")
+        tuning["decayrec"] = tune_decayrec(args, out)
+        half_life = tuning["decayrec"]["chosen"]["half_life_days"]
+
     bench_dir = out / "decayrec"
     bench_json = bench_dir / "bench.json"
     bench = json.loads(bench_json.read_text()) if args.reuse and bench_json.exists() else None
-    if bench is None or bench["n_events"] != args.events or bench["model"] != args.model:
+    if (
+        bench is None
+        or bench["n_events"] != args.events
+        or bench["model"] != args.model
+        or (half_life is not None and bench.get("half_life_days") != half_life)
+    ):
         print(f"decayrec bench at {args.events:,} events ({args.model}) ...")
         bench = run_bench(
             args.events,
@@ -284,22 +334,19 @@ def main() -> int:
             reuse=True,
             data_root=args.data_root,
             n_items=args.items,
+            half_life_days=half_life,
         )
-    config = bench_config(bench_dir, bench["events"]["path"], args.model)
+    config = bench_config(bench_dir, bench["events"]["path"], args.model, half_life)
     as_of = config.as_of_time(datetime.fromisoformat(bench["as_of"]).date())
     split = export_split(config, as_of, out / "split-test")
     print(
         f"split: cutoff {split.cutoff}, {split.n_train_events:,} training events, "
         f"{split.n_truth:,} truth pairs -> {split.directory}"
     )
-    chosen = {p: dict(DEFAULTS[p]) for p in args.peers}
-    tuning = {}
-    if args.params_from:
-        earlier = json.loads(Path(args.params_from).read_text())
+    if earlier:
         for p in args.peers:
             if p in earlier.get("chosen", {}):
                 chosen[p] = {k: v for k, v in earlier["chosen"][p].items() if k != "time_now"}
-        tuning["params_from"] = args.params_from
     elif args.tune:
         validation = export_split(config, as_of, out / "split-validation", split="validation")
         print(f"validation split: cutoff {validation.cutoff}")
@@ -352,7 +399,7 @@ def main() -> int:
         "model": args.model,
         "split": split.__dict__,
         "rows": rows,
-        "chosen": chosen,
+        "chosen": {"decayrec": {"half_life_days": bench.get("half_life_days")}, **chosen},
         "tuning": tuning,
         "peers": peer_results,
         "decayrec_bench": str(bench_json),
@@ -402,10 +449,11 @@ def markdown(report: dict) -> str:
             f"{_f(r.get('ratio_time'), '.2f')} | {_f(r.get('ratio_model_time'), '.2f')} | "
             f"{_f(r.get('ratio_peak_rss'), '.2f')} | {_f(r.get('ratio_ndcg@10'), '.2f')} |"
         )
+    names = {**NAMES, "decayrec": f"decayrec {report['model']}"}
     lines += [
         "",
-        "Peer hyperparameters: "
-        + "; ".join(f"{NAMES[p]}: {_short(v)}" for p, v in report["chosen"].items())
+        "Hyperparameters: "
+        + "; ".join(f"{names[p]}: {_short(v)}" for p, v in report["chosen"].items())
         + (
             " (chosen on the validation split)"
             if any(k in report["tuning"] for k in report["chosen"])

@@ -126,13 +126,17 @@ def bench_events(
 
 
 def bench_config(
-    out_dir: str | Path, events_path: str | Path, model: str = "ease"
+    out_dir: str | Path,
+    events_path: str | Path,
+    model: str = "ease",
+    half_life_days: float | None = None,
 ) -> DecayrecConfig:
     """The config every bench stage (and the --flow run) uses: the project's defaults, one
     Parquet source, no tuning winner, the global-time protocol (the one for event
-    streams, DESIGN.md), a DuckDB file warehouse beside the lake."""
+    streams, DESIGN.md), a DuckDB file warehouse beside the lake; `half_life_days`
+    replaces the default decay half-life."""
     out = Path(out_dir).resolve()
-    return DecayrecConfig(
+    config = DecayrecConfig(
         data_dir=out / "data",
         warehouse_url=f"duckdb:///{out / 'data' / 'warehouse.duckdb'}",
         sources=[SourceConfig(path=str(Path(events_path).resolve()), name="bench")],
@@ -140,6 +144,10 @@ def bench_config(
         model=ModelConfig(name=model),
         evaluation=EvaluationConfig(protocols=["global_time"]),
     )
+    if half_life_days is not None:
+        decay = config.decay.model_copy(update={"half_life_days": float(half_life_days)})
+        config = config.model_copy(update={"decay": decay})
+    return config
 
 
 # -- the stages, each run in a child process ---------------------------------------
@@ -359,6 +367,7 @@ def run_bench(
     n_items: int | None = None,
     flow: bool = False,
     progress: Callable[[str], None] | None = print,
+    half_life_days: float | None = None,
 ) -> dict[str, Any]:
     """Generate or reuse the events, run `stages` in pipeline order, write bench.json and
     bench.md into `out_dir`; return the results."""
@@ -374,7 +383,7 @@ def run_bench(
         f"{data['n_items']:,} items; {'reused' if data['reused'] else 'generated'} "
         f"in {data['seconds']:.1f} s)"
     )
-    config = bench_config(out, data["path"], model)
+    config = bench_config(out, data["path"], model, half_life_days)
     if "ingest" in wanted and Path(config.data_dir).exists():
         shutil.rmtree(config.data_dir)  # a fresh lake: every event is ingested this run
     out.mkdir(parents=True, exist_ok=True)
@@ -415,6 +424,7 @@ def run_bench(
         "n_items": data["n_items"],
         "seed": seed,
         "model": model,
+        "half_life_days": config.decay.half_life_days,
         "as_of": AS_OF.isoformat(),
         "events": data,
         "out_dir": str(out),
@@ -505,7 +515,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"# decayrec bench: {results['n_events']:,} events, model {results['model']}",
         "",
         f"{results['n_users']:,} users, {results['n_items']:,} items in the catalogue, "
-        f"seed {results['seed']}, as of {results['as_of']}; "
+        f"seed {results['seed']}, as of {results['as_of']}, decay half-life "
+        f"{results.get('half_life_days')} d; "
         f"{m['cpus']} CPUs, {m['memory_gib']} GiB, torch {m['torch']} "
         f"({m['torch_threads']} threads), DuckDB {m['duckdb']}; load average at start "
         f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])} (a shared machine: "
@@ -736,6 +747,7 @@ def bench_command(
     data_root: str | None = None,
     n_items: int | None = None,
     flow: bool = False,
+    half_life_days: float | None = None,
 ) -> int:
     """`decayrec bench`: run, print the table, write bench.json and bench.md."""
     results = run_bench(
@@ -748,6 +760,7 @@ def bench_command(
         data_root=data_root or DEFAULT_DATA_ROOT,
         n_items=n_items,
         flow=flow,
+        half_life_days=half_life_days,
     )
     print_report(results)
     return 0

@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also time the Prefect nightly flow end to end on the same events",
     )
+    b.add_argument(
+        "--half-life-days", type=float, help="decay half-life (default: the config's default)"
+    )
     text = "run a query of sql/queries on the warehouse and print a table (no NAME: list them)"
     q = sub.add_parser("sql", help=text, description=text)
     q.add_argument("name", nargs="?", metavar="NAME", help="query name, e.g. top_items")
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 data_root=args.data_root,
                 n_items=args.items,
                 flow=args.flow,
+                half_life_days=args.half_life_days,
             )
         config = build_config(args)
         as_of = args.as_of

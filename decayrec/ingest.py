@@ -40,6 +40,9 @@ class StagedBatch:
     rows_read: int
     default_event_type: str | None
     timestamp_unit: str
+    # Parquet batches stage no `raw` per row: a quarantined row's raw (JSON of its columns)
+    # is read back from the file by its row number (decayrec.validate.fill_deferred_raw).
+    raw_from_file: bool = False
 
 
 @dataclass
@@ -58,6 +61,7 @@ class BatchResult:
 
 def open_lake(config: DecayrecConfig) -> duckdb.DuckDBPyConnection:
     con = connect(config.lake_path)
+    con.execute("set enable_progress_bar = false")  # a batch job's log, not a terminal
     run_script(con, "lake/schema")
     return con
 
@@ -120,19 +124,26 @@ def _stage_file(
     name = source.name or source.path
     fmt = detect_format(source, file)
     con.execute("delete from staged_rows where batch_id = ?", [batch_id])
+    rows_from, rows_params = "raw_rows", {}
     if fmt == "csv":
         _read_csv(con, file)
     elif fmt == "parquet":
-        con.execute(
-            "create or replace temp table raw_rows as "
-            "select row_number() over () as row_number, null::bigint as line, "
-            "null::varchar as read_error, * from read_parquet($file)",
-            {"file": file},
+        # Read straight from the file (no copy of it in memory); row numbers are the
+        # file's own (1-based), so a row can be read back by its number.
+        rows_from = (
+            "(select * exclude (file_row_number), file_row_number + 1 as row_number, "
+            "null::bigint as line, null::varchar as read_error "
+            "from read_parquet($file, file_row_number = true))"
         )
+        rows_params = {"file": file}
     else:
         _read_jsonl(con, file, source)
 
-    columns = [r[0] for r in con.execute("describe raw_rows").fetchall()]
+    types = {
+        r[0]: str(r[1]).upper()
+        for r in con.execute(f"describe select * from {rows_from}", rows_params).fetchall()
+    }
+    columns = list(types)
     mapping = source.columns
     wanted = {
         "user_id": mapping.user_id,
@@ -141,7 +152,7 @@ def _stage_file(
         "event_type": mapping.event_type,
         "value": mapping.value,
     }
-    n_rows = con.execute("select count(*) from raw_rows").fetchall()[0][0]
+    n_rows = con.execute(f"select count(*) from {rows_from}", rows_params).fetchall()[0][0]
     if n_rows == 0:
         raise IngestError(f"{file}: empty batch (no rows) from source {name}")
     if fmt != "jsonl":
@@ -169,6 +180,11 @@ def _stage_file(
             select.append(f"null::varchar as {field_name}")
     if fmt == "jsonl":
         raw_expr = "raw"
+    elif fmt == "parquet":
+        # Every row of a Parquet file was split by the reader: its raw content is its
+        # columns, read back from the file only for the rows that end in quarantine
+        # (staging a JSON copy of every row doubled the cost of ingestion).
+        raw_expr = "null::varchar"
     else:
         # A row the reader split is kept as JSON of its own columns; one it could not
         # split is kept as the raw line.
@@ -188,13 +204,15 @@ def _stage_file(
             (batch_id, row_number, line, raw, user_id, item_id, event_ts, event_type, value,
              parse_error)
         select $batch_id, row_number, line, {raw_expr}, {", ".join(select)}, read_error
-        from raw_rows
+        from {rows_from}
         """,
-        {"batch_id": batch_id},
+        {**rows_params, "batch_id": batch_id},
     )
     unit = source.timestamp_unit
     if unit == "auto":
-        unit = _detect_timestamp_unit(con, batch_id, file)
+        unit = _typed_timestamp_unit(types.get(mapping.event_ts, "")) or (
+            _detect_timestamp_unit(con, batch_id, file)
+        )
     return StagedBatch(
         batch_id=batch_id,
         source=name,
@@ -203,7 +221,17 @@ def _stage_file(
         rows_read=n_rows,
         default_event_type=source.event_type,
         timestamp_unit=unit,
+        raw_from_file=fmt == "parquet",
     )
+
+
+_TEMPORAL_TYPES = ("TIMESTAMP", "DATE")
+
+
+def _typed_timestamp_unit(column_type: str) -> str | None:
+    """'iso' when the source column is of a date or timestamp type (its text form is
+    ISO-8601, so no profile of the values is needed); None otherwise."""
+    return "iso" if column_type.startswith(_TEMPORAL_TYPES) else None
 
 
 def _optional(source: SourceConfig, field_name: str) -> bool:

@@ -1,16 +1,34 @@
 -- Returns the parsed rows of a batch (table parsed_batch) with the first row-level
 -- expectation each row fails: expectation name, field and reason; all null for a good row.
-with checked as (
+-- A repeated event key is bad from its second occurrence on (by row number).
+with parsed_rows as (
     select
         p.*,
         r.min_value,
-        r.max_value,
-        row_number() over (
-            partition by p.user_id, p.item_id, p.event_type, p.event_ts order by p.row_number
-        ) as key_occurrence
+        r.max_value
     from parsed_batch as p
     left join value_ranges as r on r.event_type = p.event_type
     where p.error_field is null
+),
+
+repeated_keys as (
+    select user_id, item_id, event_type, event_ts, min(row_number) as first_row
+    from parsed_rows
+    group by user_id, item_id, event_type, event_ts
+    having count(*) > 1
+),
+
+checked as (
+    select
+        p.*,
+        coalesce(p.row_number <> k.first_row, false) as is_repeat
+    from parsed_rows as p
+    left join repeated_keys as k
+        on
+            k.user_id = p.user_id
+            and k.item_id = p.item_id
+            and k.event_type = p.event_type
+            and k.event_ts = p.event_ts
 )
 
 select
@@ -20,13 +38,13 @@ select
         when event_ts > $max_event_ts then 'expect_column_values_to_be_between'
         when event_ts < $min_event_ts then 'expect_column_values_to_be_between'
         when value < min_value or value > max_value then 'expect_column_values_to_be_between'
-        when key_occurrence > 1 then 'expect_compound_columns_to_be_unique'
+        when is_repeat then 'expect_compound_columns_to_be_unique'
     end as expectation,
     case
         when not list_contains($event_types, event_type) then 'event_type'
         when event_ts > $max_event_ts or event_ts < $min_event_ts then 'event_ts'
         when value < min_value or value > max_value then 'value'
-        when key_occurrence > 1 then 'user_id,item_id,event_type,event_ts'
+        when is_repeat then 'user_id,item_id,event_type,event_ts'
     end as field,
     case
         when not list_contains($event_types, event_type)
@@ -39,6 +57,6 @@ select
         when value < min_value or value > max_value
             then 'value ' || value || ' is outside [' || coalesce(min_value::varchar, '-inf')
                 || ', ' || coalesce(max_value::varchar, 'inf') || '] for ' || event_type
-        when key_occurrence > 1 then 'duplicate event key within the batch'
+        when is_repeat then 'duplicate event key within the batch'
     end as reason
 from checked

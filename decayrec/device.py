@@ -17,6 +17,13 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def entry_ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """The indices of the ranges [starts[n], stops[n]) concatenated, without a Python loop."""
+    lengths = np.maximum(stops - starts, 0)
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return (offsets + np.arange(int(lengths.sum()))).astype(np.int64)
+
+
 def dense_rows(
     matrix: InteractionMatrix,
     ptr: np.ndarray,
@@ -28,12 +35,8 @@ def dense_rows(
     col) positions of their entries, so that seen items can be masked even where a
     weight has decayed to zero."""
     starts, stops = ptr[users], ptr[users + 1]
-    lengths = stops - starts
-    total = int(lengths.sum())
-    # Entry positions of all the users' rows, concatenated, without a Python loop.
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    entries = offsets + np.arange(total)
-    row_of_entry = np.repeat(np.arange(len(users)), lengths)
+    entries = entry_ranges(starts, stops)
+    row_of_entry = np.repeat(np.arange(len(users)), stops - starts)
     rows = torch.from_numpy(row_of_entry).to(device)
     cols = torch.from_numpy(matrix.cols[entries]).to(device)
     dense = torch.zeros(len(users), matrix.shape[1], dtype=torch.float32, device=device)

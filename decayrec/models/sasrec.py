@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from decayrec.device import entry_ranges
 from decayrec.features import EventSequences, InteractionMatrix
 
 MINUTE = 60.0
@@ -61,13 +62,6 @@ def log_time_bucket(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
     bucket = torch.floor(torch.log2(minutes)).long() + 1
     bucket = torch.where(dt < MINUTE, torch.zeros_like(bucket), bucket)
     return bucket.clamp(0, n_buckets - 1)
-
-
-def event_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The concatenated indices of the ranges [starts[n], ends[n]), without a Python loop."""
-    lengths = np.maximum(ends - starts, 0)
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return (offsets + np.arange(int(lengths.sum()))).astype(np.int64)
 
 
 def last_events(
@@ -379,9 +373,9 @@ class TimeSASRec:
             batch = users[picked]
             ends = train_end[batch]
             items, times, _ = last_events(seqs, batch, self.hyper["max_len"], ends=ends)
-            scores = self._score_events(items, times, seqs.times[ends - 1] + 1.0)
+            scores = self.score_events(items, times, seqs.times[ends - 1] + 1.0)
             starts = seqs.ptr[batch]
-            seen = event_ranges(starts, ends)
+            seen = entry_ranges(starts, ends)
             rows = np.repeat(np.arange(len(batch)), ends - starts)
             scores[torch.from_numpy(rows), torch.from_numpy(seqs.items[seen])] = float("-inf")
             top = torch.topk(scores, min(10, scores.shape[1]), dim=1).indices.cpu().numpy()
@@ -465,12 +459,9 @@ class TimeSASRec:
             raise ValueError("sasrec needs the snapshot's event sequences; it has none")
         return self.score_events(*last_events(matrix.sequences, users, self.hyper["max_len"]))
 
+    @torch.no_grad()
     def score_events(self, items: np.ndarray, times: np.ndarray, refs: np.ndarray) -> torch.Tensor:
         """Probabilities (batch x items) of left-padded event batches (items -1 = none)."""
-        return self._score_events(items, times, refs)
-
-    @torch.no_grad()
-    def _score_events(self, items: np.ndarray, times: np.ndarray, refs: np.ndarray) -> torch.Tensor:
         assert self.net is not None, "the model is not fitted"
         was_training = self.net.training
         self.net.eval()

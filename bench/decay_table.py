@@ -110,10 +110,14 @@ def main() -> None:
         if decay.get("user_decay") == "drift":
             chosen.append(f"drift^{decay['drift_strength']:g}")
         if "ratings + tags" in label:
-            chosen.append(f"tag weight {decay['type_weights'].get('tag')}, "
-                          f"tag memory {decay['type_memory'].get('tag', 1.0)}")
-        print(f"| {label} | {', '.join(chosen)} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} "
-              f"| {n_users} |")
+            chosen.append(
+                f"tag weight {decay['type_weights'].get('tag')}, "
+                f"tag memory {decay['type_memory'].get('tag', 1.0)}"
+            )
+        print(
+            f"| {label} | {', '.join(chosen)} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} "
+            f"| {n_users} |"
+        )
 
 
 if __name__ == "__main__":

@@ -214,9 +214,14 @@ class ModelConfig(_Model):
     iterations: int = Field(15, ge=1, description="iALS alternating sweeps")
     cg_steps: int = Field(3, ge=1, description="iALS conjugate-gradient steps per solve")
     similarity: Literal["cosine", "jaccard", "lift"] = Field(
-        "cosine", description="item-item similarity on the decayed co-occurrences"
+        "jaccard", description="item-item similarity on the co-occurrences"
     )
     neighbours: int = Field(100, ge=1, description="item-item: neighbours kept per item")
+    cooccurrence: Literal["decayed", "counts"] = Field(
+        "decayed",
+        description="item-item: similarity from the decay-weighted co-occurrences, or from "
+        "plain counts of who touched what (as SAR; the decay then weighs only the user's side)",
+    )
     seq_len: int = Field(50, ge=2, description="sasrec: events per user the Transformer attends to")
     seq_history: int = Field(
         200,
@@ -268,7 +273,8 @@ class ModelConfig(_Model):
         1024.0,
         gt=0,
         description="scoring: memory budget of one batch's dense score tensors; the batch "
-        "shrinks below user_batch on large catalogues to stay within it",
+        "shrinks below user_batch on large catalogues to stay within it; item-item builds "
+        "its co-occurrences in column blocks of about this size",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
 

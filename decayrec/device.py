@@ -42,3 +42,26 @@ def dense_rows(
     dense = torch.zeros(len(users), matrix.shape[1], dtype=torch.float32, device=device)
     dense[rows, cols] = torch.from_numpy(values[entries].astype(np.float32)).to(device)
     return dense, rows, cols
+
+
+def csr_rows(
+    matrix: InteractionMatrix,
+    ptr: np.ndarray,
+    users: np.ndarray,
+    values: np.ndarray,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows of `users` as a sparse CSR len(users) x n_items float32 tensor (the
+    matrix's entries as they are: no dense rows built), plus the (row, col) positions
+    of their entries, as `dense_rows`."""
+    starts, stops = ptr[users], ptr[users + 1]
+    entries = entry_ranges(starts, stops)
+    lengths = stops - starts
+    crow = torch.from_numpy(np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+    cols = torch.from_numpy(matrix.cols[entries]).to(device)
+    vals = torch.from_numpy(values[entries].astype(np.float32)).to(device)
+    csr = torch.sparse_csr_tensor(
+        crow.to(device), cols, vals, (len(users), matrix.shape[1]), check_invariants=False
+    )
+    rows = torch.from_numpy(np.repeat(np.arange(len(users)), lengths)).to(device)
+    return csr, rows, cols

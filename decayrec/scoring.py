@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from decayrec.device import dense_rows
+from decayrec.device import csr_rows, dense_rows
 from decayrec.features import InteractionMatrix
 
 SOURCE_MODEL = "model"
@@ -97,25 +97,24 @@ def recommend(
     pop_key = (pop / pop.max().clamp_min(1e-300) - 2.0).to(torch.float32) if n_items else pop
     pop_score = (pop / pop.max().clamp_min(1e-300)).to(torch.float32) if n_items else pop
 
+    rows_of = csr_rows if getattr(model, "sparse_rows", False) else dense_rows
     parts: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(users), user_batch):
         batch = users[start : start + user_batch]
-        x, rows, cols = dense_rows(matrix, ptr, batch, matrix.weights, device)
-        key = pop_key.expand(len(batch), n_items).clone()
-        model_score = torch.zeros_like(key)
+        x, rows, cols = rows_of(matrix, ptr, batch, matrix.weights, device)
         if model is not None:
-            uses_model = torch.from_numpy(history[start : start + len(batch)] >= min_history)
-            uses_model = uses_model.to(device)
             model_score = model_scores(model, matrix, batch, x).to(torch.float32)
-            positive = (model_score > 0) & uses_model[:, None]
-            key = torch.where(positive, model_score, key)
+            too_short = np.flatnonzero(history[start : start + len(batch)] < min_history)
+            if len(too_short):
+                model_score[torch.from_numpy(too_short).to(device)] = 0.0
+            key = torch.where(model_score > 0, model_score, pop_key)
         else:
-            positive = torch.zeros_like(key, dtype=torch.bool)
+            key = pop_key.expand(len(batch), n_items).clone()
         key[rows, cols] = float("-inf")
         top_key, top_item = torch.topk(key, k_eff, dim=1)
         valid = torch.isfinite(top_key)
-        from_model = torch.gather(positive, 1, top_item)
-        score = torch.where(from_model, torch.gather(model_score, 1, top_item), pop_score[top_item])
+        from_model = top_key > -0.5  # model keys are > 0, popularity keys in [-2, -1]
+        score = torch.where(from_model, top_key, pop_score[top_item])
         pos = np.arange(start, start + len(batch))
         valid_np = valid.cpu().numpy()
         ranks = np.broadcast_to(np.arange(1, k_eff + 1), valid_np.shape)

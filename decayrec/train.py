@@ -59,7 +59,14 @@ def make_model(
             device=device,
         )
     elif m.name == ModelName.itemknn:
-        model = ItemKNN(similarity=m.similarity, neighbours=m.neighbours, device=device)
+        model = ItemKNN(
+            similarity=m.similarity,
+            neighbours=m.neighbours,
+            cooccurrence=m.cooccurrence,
+            memory_mb=m.score_memory_mb,
+            user_batch=m.user_batch,
+            device=device,
+        )
     elif m.name == ModelName.sasrec:
         model = TimeSASRec(
             dim=m.seq_dim,

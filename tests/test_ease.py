@@ -121,9 +121,11 @@ def test_score_before_fit_raises():
 
 
 @pytest.mark.parametrize("scatter_cost, pair_batch", [(10**9, 1 << 24), (0, 1 << 24), (0, 100)])
-def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair_batch):
-    """Dense user batches, or scattered (item, item) pairs in batches of any size."""
-    import decayrec.models.ease as ease_module
+@pytest.mark.parametrize("columns", [None, (0, 50), (7, 31), (49, 50)])
+def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair_batch, columns):
+    """Dense user batches, or scattered (item, item) pairs in batches of any size; the
+    whole matrix or one block of its columns."""
+    import decayrec.models.cooccurrence as cooccurrence
 
     rng = np.random.default_rng(0)
     n_users, n_items = 300, 50
@@ -140,10 +142,12 @@ def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair
         weights=dense[rows, cols],
         popularity=dense.sum(0),
     )
-    monkeypatch.setattr(ease_module, "SCATTER_COST", scatter_cost)
-    monkeypatch.setattr(ease_module, "PAIR_BATCH", pair_batch)
-    gram = ease_module.gram_matrix(matrix, matrix.weights, 64, torch.device("cpu"))
-    np.testing.assert_allclose(gram.numpy(), dense.T @ dense, rtol=1e-5, atol=1e-4)
+    monkeypatch.setattr(cooccurrence, "SCATTER_COST", scatter_cost)
+    monkeypatch.setattr(cooccurrence, "PAIR_BATCH", pair_batch)
+    gram = cooccurrence.gram_matrix(matrix, matrix.weights, 64, torch.device("cpu"), columns)
+    start, stop = columns or (0, n_items)
+    want = dense.T @ dense[:, start:stop]
+    np.testing.assert_allclose(gram.numpy(), want, rtol=1e-5, atol=1e-4)
 
 
 def test_sparse_and_dense_scoring_agree(monkeypatch):
@@ -164,8 +168,11 @@ def test_sparse_and_dense_scoring_agree(monkeypatch):
     )
     model = EASE(l2=1.0).fit(matrix)
     x = torch.tensor(dense, dtype=torch.float32)
-    monkeypatch.setattr(ease_module, "SPARSE_ROWS", 1.0)
-    as_csr = model.score(x)
-    monkeypatch.setattr(ease_module, "SPARSE_ROWS", 0.0)
     as_dense = model.score(x)
+    monkeypatch.setattr(ease_module, "SPARSE_ROWS", 1.0)
+    as_csr = model.score(x.to_sparse_csr())
+    monkeypatch.setattr(ease_module, "SPARSE_ROWS", 0.0)
+    densified = model.score(x.to_sparse_csr())
     assert torch.allclose(as_csr, as_dense, atol=1e-6)
+    assert torch.allclose(densified, as_dense, atol=1e-6)
+    assert not torch.equal(as_dense, torch.zeros_like(as_dense))

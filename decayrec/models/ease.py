@@ -23,66 +23,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from decayrec.device import dense_rows
 from decayrec.features import InteractionMatrix
+from decayrec.models.cooccurrence import gram_matrix
 
 
 class CatalogueTooLarge(ValueError):
     """EASE's memory grows with the square of the catalogue."""
 
 
-# A scattered pair costs about as much as this many multiply-adds of a dense product
-# (measured on MovieLens-small, 2 CPU cores: 1.1e-7 s per pair, 3e-11 s per multiply-add).
-SCATTER_COST = 2048
-PAIR_BATCH = 1 << 24  # (item, item) pairs scattered at a time: ~0.5 GB of temporaries
 SPARSE_ROWS = 0.05  # score batches sparser than this share of non-zeros as CSR
-
-
-def gram_matrix(
-    matrix: InteractionMatrix, values: np.ndarray, user_batch: int, device: torch.device
-) -> torch.Tensor:
-    """G = X^T X (items x items, float32) for X = the matrix with `values`.
-
-    Two ways, whichever costs less: dense products of user batches (n_users * n_items^2
-    multiply-adds: fast BLAS, best for small catalogues), or scattering each user's
-    (item, item) pairs into G (sum_u n_u^2 pairs: best for large, sparse catalogues,
-    where the dense way would be hours).
-    """
-    n_users, n_items = matrix.shape
-    ptr = matrix.row_pointer()
-    per_user = np.diff(ptr)
-    pairs = int((per_user.astype(np.int64) ** 2).sum())
-    gram = torch.zeros(n_items, n_items, dtype=torch.float32, device=device)
-    if SCATTER_COST * pairs >= n_users * n_items**2:
-        for start in range(0, n_users, user_batch):
-            stop = min(start + user_batch, n_users)
-            x, _, _ = dense_rows(matrix, ptr, np.arange(start, stop), values, device)
-            gram.addmm_(x.T, x)
-        return gram
-    flat = gram.view(-1)
-    cols = torch.from_numpy(matrix.cols).to(device)
-    vals = torch.from_numpy(values.astype(np.float32)).to(device)
-    user = 0
-    while user < n_users:
-        # users whose pairs fit in one batch (at least one user)
-        cum = np.cumsum(per_user[user:].astype(np.int64) ** 2)
-        stop = user + max(1, int(np.searchsorted(cum, PAIR_BATCH, side="right")))
-        lengths = per_user[user:stop]
-        entries = np.arange(ptr[user], ptr[stop])
-        # pair (e1, e2) for every two entries e1, e2 of the same user
-        repeats = np.repeat(lengths, lengths)
-        first = np.repeat(entries, repeats)
-        row_start = np.repeat(ptr[user:stop], lengths)
-        within = np.arange(len(first)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-        second = np.repeat(row_start, repeats) + within
-        e1, e2 = torch.from_numpy(first).to(device), torch.from_numpy(second).to(device)
-        flat.index_add_(0, cols[e1] * n_items + cols[e2], vals[e1] * vals[e2])
-        user = stop
-    return gram
 
 
 class EASE:
     name = "ease"
+    sparse_rows = True  # score() takes CSR batches
 
     def __init__(
         self,
@@ -123,15 +77,16 @@ class EASE:
         return self
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores of a dense batch of (unscaled) user rows: (batch x items)."""
+        """Scores of a batch of (unscaled) user rows, dense or CSR: (batch x items)."""
         if self.B is None:
             raise RuntimeError("EASE.score before fit")
-        x = x / self.scale
-        if x.device.type == "cpu" and x.numel() and (x != 0).float().mean() < SPARSE_ROWS:
-            # user rows are mostly zeros: a CSR product skips them (2048 x 20k rows:
-            # 1.3 s instead of 35 s for the dense product, measured at 10^7 events)
-            return x.to_sparse_csr() @ self.B
-        return x @ self.B
+        if x.layout == torch.sparse_csr:
+            if x.values().numel() < SPARSE_ROWS * x.shape[0] * x.shape[1]:
+                # rows mostly zeros: the CSR product skips them (2048 users x 20k items:
+                # 0.8 s instead of 35 s for the dense product, measured at 10^7 events)
+                return (x.to(torch.float32) @ self.B) / self.scale
+            x = x.to_dense()
+        return (x / self.scale) @ self.B
 
     def save(self, path: str | Path) -> None:
         torch.save(

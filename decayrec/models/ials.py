@@ -73,6 +73,7 @@ def _row_chunks(ptr: np.ndarray, entry_batch: int) -> list[tuple[int, int, int, 
 
 class IALS:
     name = "ials"
+    sparse_rows = True  # score() takes CSR batches: fold-in reads only the entries
 
     def __init__(
         self,
@@ -178,18 +179,25 @@ class IALS:
         return self
 
     def fold_in(self, x: torch.Tensor) -> torch.Tensor:
-        """User factors of a dense batch of (unscaled) rows, item factors fixed."""
+        """User factors of a batch of (unscaled) rows, dense or CSR, item factors fixed."""
         if self.item_factors is None:
             raise RuntimeError("IALS.score before fit")
         items = self.item_factors.to(x.device)
-        rows, cols = torch.nonzero(x, as_tuple=True)
-        w = (x[rows, cols] / self.scale).to(torch.float32)
+        if x.layout == torch.sparse_csr:
+            crow = x.crow_indices()
+            rows = torch.repeat_interleave(
+                torch.arange(x.shape[0], device=x.device), crow[1:] - crow[:-1]
+            )
+            cols, w = x.col_indices(), (x.values() / self.scale).to(torch.float32)
+        else:
+            rows, cols = torch.nonzero(x, as_tuple=True)
+            w = (x[rows, cols] / self.scale).to(torch.float32)
         matvec, b = self._system(items, rows, cols, w, x.shape[0])
         start = torch.zeros_like(b)
         return conjugate_gradient(matvec, b, start, self.fold_in_steps)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores of a dense batch of user rows: fold-in, then x_u . y_i."""
+        """Scores of a batch of user rows (dense or CSR): fold-in, then x_u . y_i."""
         return self.fold_in(x) @ self.item_factors.to(x.device).T
 
     def save(self, path: str | Path) -> None:

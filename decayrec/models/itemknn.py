@@ -1,7 +1,9 @@
 """Item-item neighbourhood model on the decayed affinities.
 
 With X~ the rescaled decay-weighted matrix (users x items, mean non-zero weight 1) and
-C = X~^T X~ its item co-occurrence (C_ii = sum_u w~_ui^2), the similarity of items i, j:
+C = A^T A the item co-occurrence of A = X~ (`cooccurrence="decayed"`) or of A = the
+0/1 matrix of who touched what (`"counts"`, as SAR: similarity from the whole history,
+the decay only in the user's side), the similarity of items i, j:
 
     cosine   S_ij = C_ij / sqrt(C_ii C_jj)
     jaccard  S_ij = C_ij / (C_ii + C_jj - C_ij)      (Tanimoto: Jaccard on weights)
@@ -12,9 +14,12 @@ sparse: at most neighbours * items entries). A user's score of j is
 
     s_uj = sum_{i in N(j)} w~_ui S_ij
 
-and `explain(x_u, j)` returns the terms w~_ui S_ij, largest first: "because you
-interacted with i". C is computed `item_batch` target columns at a time (memory
-items x item_batch), with the sparse user-item matrix on whatever device is given.
+a sparse row times a sparse matrix: about (items of the user) x neighbours
+multiply-adds, whatever the catalogue size. `explain(x_u, j)` returns the terms
+w~_ui S_ij, largest first: "because you interacted with i".
+
+C is built one block of target columns at a time (`memory_mb` bounds the block), by
+`decayrec.models.cooccurrence.gram_matrix`, on whatever device is given.
 """
 
 from __future__ import annotations
@@ -27,60 +32,71 @@ import torch
 
 from decayrec.features import InteractionMatrix
 from decayrec.models.base import positive_mean
+from decayrec.models.cooccurrence import gram_matrix
 
 Similarity = Literal["cosine", "jaccard", "lift"]
+Cooccurrence = Literal["decayed", "counts"]
 
 
 class ItemKNN:
     name = "itemknn"
+    sparse_rows = True  # score() takes CSR batches as they are: no dense user rows needed
 
     def __init__(
         self,
         similarity: Similarity = "cosine",
         neighbours: int = 100,
-        item_batch: int = 1024,
+        cooccurrence: Cooccurrence = "decayed",
+        memory_mb: float = 1024.0,
+        user_batch: int = 2048,
         device: torch.device | str = "cpu",
     ) -> None:
         if similarity not in ("cosine", "jaccard", "lift"):
             raise ValueError(f"unknown similarity {similarity!r}")
+        if cooccurrence not in ("decayed", "counts"):
+            raise ValueError(f"unknown cooccurrence {cooccurrence!r}")
         self.similarity = similarity
         self.neighbours = neighbours
-        self.item_batch = item_batch
+        self.cooccurrence = cooccurrence
+        self.memory_mb = memory_mb
+        self.user_batch = user_batch
         self.device = torch.device(device)
         self.scale = 1.0
         self.S: torch.Tensor | None = None  # sparse COO (items x items): S[i, j]
+        self._S_csr: torch.Tensor | None = None  # the same as CSR, for scoring
         self.item_ids: np.ndarray | None = None
 
     def fit(self, matrix: InteractionMatrix) -> ItemKNN:
         n_users, n_items = matrix.shape
         self.scale = positive_mean(matrix.weights)
         dev = self.device
-        values = torch.from_numpy(matrix.weights / self.scale).to(torch.float32)
-        index = torch.from_numpy(np.stack([matrix.rows, matrix.cols]))
-        x = torch.sparse_coo_tensor(index, values, (n_users, n_items)).coalesce().to(dev)
-        xt = x.t().coalesce().to_sparse_csr()  # items x users
-        diag = torch.zeros(n_items, device=dev).index_add_(
-            0, x.indices()[1], x.values() * x.values()
+        if self.cooccurrence == "decayed":
+            values = matrix.weights / self.scale
+        else:
+            values = np.ones(len(matrix.weights))
+        diag = torch.zeros(n_items, dtype=torch.float32, device=dev).index_add_(
+            0,
+            torch.from_numpy(matrix.cols).to(dev),
+            torch.from_numpy((values * values).astype(np.float32)).to(dev),
         )
         keep = min(self.neighbours, max(n_items - 1, 0))
+        # co-occurrence block + similarity + top-k temporaries: ~3 floats per cell
+        width = max(1, min(n_items, int(self.memory_mb * 2**20 // (12 * max(n_items, 1)))))
         src, dst, sim = [], [], []
-        for start in range(0, n_items, self.item_batch):
-            stop = min(start + self.item_batch, n_items)
+        for start in range(0, n_items if keep else 0, width):
+            stop = min(start + width, n_items)
+            co = gram_matrix(matrix, values, self.user_batch, dev, (start, stop))
             targets = torch.arange(start, stop, device=dev)
-            # C[:, block] = X^T X[:, block], dense items x block
-            block = x.index_select(1, targets).to_dense()
-            co = xt @ block
             co[targets, torch.arange(stop - start, device=dev)] = 0.0  # no self-similarity
             d_i, d_j = diag[:, None], diag[start:stop][None, :]
             if self.similarity == "cosine":
-                s = co / (d_i * d_j).sqrt().clamp_min(1e-12)
+                co /= (d_i * d_j).sqrt_().clamp_min_(1e-12)
             elif self.similarity == "jaccard":
-                s = co / (d_i + d_j - co).clamp_min(1e-12)
+                co /= (d_i + d_j - co).clamp_min_(1e-12)
             else:
-                s = co / (d_i * d_j).clamp_min(1e-12)
-            if keep == 0:
-                continue
-            top, idx = torch.topk(s, keep, dim=0)  # best neighbours of each target column
+                co /= (d_i * d_j).clamp_min_(1e-12)
+            top, idx = torch.topk(co, keep, dim=0)  # best neighbours of each target column
+            del co
             mask = top > 0
             src.append(idx[mask])
             dst.append(targets[None, :].expand_as(idx)[mask])
@@ -91,16 +107,29 @@ class ItemKNN:
         else:
             ij = torch.zeros(2, 0, dtype=torch.long, device=dev)
             vals = torch.zeros(0, device=dev)
-        self.S = torch.sparse_coo_tensor(ij, vals, (n_items, n_items)).coalesce()
+        self._set_similarity(torch.sparse_coo_tensor(ij, vals, (n_items, n_items)))
         self.item_ids = matrix.item_ids
         return self
 
+    def _set_similarity(self, s: torch.Tensor) -> None:
+        self.S = s.coalesce()
+        self._S_csr = self.S.to_sparse_csr()
+
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores of a dense batch of (unscaled) user rows: (x / scale) S."""
-        if self.S is None:
+        """Scores (batch x items, dense) of a batch of (unscaled) user rows, dense or CSR."""
+        if self._S_csr is None:
             raise RuntimeError("ItemKNN.score before fit")
-        s = self.S.to(x.device)
-        return torch.sparse.mm(s.t(), (x / self.scale).T.contiguous()).T
+        s = self._S_csr.to(x.device)
+        rows = x if x.layout == torch.sparse_csr else x.to_sparse_csr()
+        product = rows.to(torch.float32) @ s
+        # to_dense() of a CSR product is 3x slower than scattering its entries
+        crow = product.crow_indices()
+        row_of = torch.repeat_interleave(
+            torch.arange(product.shape[0], device=x.device), crow[1:] - crow[:-1]
+        )
+        out = torch.zeros(product.shape, dtype=torch.float32, device=x.device)
+        out[row_of, product.col_indices()] = product.values() / self.scale
+        return out
 
     def explain(self, user_row: torch.Tensor, item: int, top: int = 3) -> list[tuple[str, float]]:
         """The items of `user_row` (a dense row of weights) that contribute most to the
@@ -123,6 +152,7 @@ class ItemKNN:
             {
                 "similarity": self.similarity,
                 "neighbours": self.neighbours,
+                "cooccurrence": self.cooccurrence,
                 "scale": self.scale,
                 "indices": s.indices(),
                 "values": s.values(),
@@ -135,12 +165,15 @@ class ItemKNN:
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> ItemKNN:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        model = cls(state["similarity"], state["neighbours"], device=device)
+        model = cls(
+            state["similarity"],
+            state["neighbours"],
+            state.get("cooccurrence", "decayed"),  # models saved before the option
+            device=device,
+        )
         model.scale = state["scale"]
-        model.S = (
-            torch.sparse_coo_tensor(state["indices"], state["values"], state["shape"])
-            .coalesce()
-            .to(device)
+        model._set_similarity(
+            torch.sparse_coo_tensor(state["indices"], state["values"], state["shape"]).to(device)
         )
         model.item_ids = np.asarray(state["item_ids"], dtype=object)
         return model

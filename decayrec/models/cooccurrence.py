@@ -1,0 +1,71 @@
+"""Item co-occurrence G = X^T X, the statistic EASE inverts and item-item normalises.
+
+For X the users x items matrix with given values, G_ij = sum_u x_ui x_uj. It is built
+whole (items x items) or one block of columns [start, stop) at a time (items x width:
+bounded memory on large catalogues), in whichever of two ways costs less:
+
+* dense products of user batches, X_b^T X_b[:, block]: n_users * n_items * width
+  multiply-adds of fast BLAS, best for small catalogues;
+* scattering each user's (item, item) pairs into G: sum_u n_u^2 pairs, best for large
+  sparse catalogues, where the dense way would take hours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from decayrec.device import dense_rows
+from decayrec.features import InteractionMatrix
+
+# A scattered pair costs about as much as this many multiply-adds of a dense product
+# (2 CPU cores: 2.4e-8 s per pair at 10^7 events, 3e-11 s per multiply-add).
+SCATTER_COST = 800
+PAIR_BATCH = 1 << 24  # (item, item) pairs scattered at a time: ~0.5 GB of temporaries
+
+
+def gram_matrix(
+    matrix: InteractionMatrix,
+    values: np.ndarray,
+    user_batch: int,
+    device: torch.device,
+    columns: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """G[:, start:stop] = X^T X[:, start:stop] (float32) for X = the matrix with `values`;
+    the whole G (items x items) when `columns` is None."""
+    n_users, n_items = matrix.shape
+    start, stop = columns if columns is not None else (0, n_items)
+    width = stop - start
+    ptr = matrix.row_pointer()
+    per_user = np.diff(ptr)
+    pairs = int((per_user.astype(np.int64) ** 2).sum())
+    gram = torch.zeros(n_items, width, dtype=torch.float32, device=device)
+    if SCATTER_COST * pairs >= n_users * n_items * width:
+        for first in range(0, n_users, user_batch):
+            users = np.arange(first, min(first + user_batch, n_users))
+            x, _, _ = dense_rows(matrix, ptr, users, values, device)
+            gram.addmm_(x.T, x[:, start:stop])
+        return gram
+    # Users grouped by their number of items L: each group's pairs are an (n, L, L)
+    # broadcast, so no per-pair index arithmetic (10^7 events: 4.8 s instead of 12.4 s).
+    flat = gram.view(-1)
+    cols = torch.from_numpy(matrix.cols).to(device)
+    vals = torch.from_numpy(values.astype(np.float32)).to(device)
+    order = np.argsort(per_user, kind="stable")
+    for group in np.split(order, np.flatnonzero(np.diff(per_user[order])) + 1):
+        length = int(per_user[group[0]]) if len(group) else 0
+        if length == 0:
+            continue
+        chunk = max(1, PAIR_BATCH // length**2)
+        for first in range(0, len(group), chunk):
+            users = group[first : first + chunk]
+            entries = torch.from_numpy(ptr[users][:, None] + np.arange(length)[None, :])
+            c, v = cols[entries.to(device)], vals[entries.to(device)]
+            pair_index = (c[:, :, None] * width + (c[:, None, :] - start)).view(-1)
+            products = (v[:, :, None] * v[:, None, :]).view(-1)
+            if width < n_items:
+                inside = ((c >= start) & (c < stop))[:, None, :].expand(-1, length, -1)
+                inside = inside.reshape(-1)
+                pair_index, products = pair_index[inside], products[inside]
+            flat.index_add_(0, pair_index, products)
+    return gram

@@ -97,7 +97,14 @@ def recommend(
     pop_key = (pop / pop.max().clamp_min(1e-300) - 2.0).to(torch.float32) if n_items else pop
     pop_score = (pop / pop.max().clamp_min(1e-300)).to(torch.float32) if n_items else pop
 
-    rows_of = csr_rows if getattr(model, "sparse_rows", False) else dense_rows
+    rows_of = csr_rows if model is None or getattr(model, "sparse_rows", False) else dense_rows
+    if model is None:
+        # popularity alone: only the k + (most items any user has seen) most popular items
+        # can make a list, so the top-k runs over those columns, not the whole catalogue
+        n_cand = min(n_items, k_eff + (int(history.max()) if len(history) else 0))
+        candidates = torch.argsort(pop_key, descending=True, stable=True)[:n_cand]
+        position = torch.full((n_items,), -1, dtype=torch.long, device=device)
+        position[candidates] = torch.arange(n_cand, device=device)
     parts: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(users), user_batch):
         batch = users[start : start + user_batch]
@@ -108,10 +115,14 @@ def recommend(
             if len(too_short):
                 model_score[torch.from_numpy(too_short).to(device)] = 0.0
             key = torch.where(model_score > 0, model_score, pop_key)
+            key[rows, cols] = float("-inf")
+            top_key, top_item = torch.topk(key, k_eff, dim=1)
         else:
-            key = pop_key.expand(len(batch), n_items).clone()
-        key[rows, cols] = float("-inf")
-        top_key, top_item = torch.topk(key, k_eff, dim=1)
+            key = pop_key[candidates].expand(len(batch), n_cand).clone()
+            seen = position[cols]
+            key[rows[seen >= 0], seen[seen >= 0]] = float("-inf")
+            top_key, top_position = torch.topk(key, k_eff, dim=1)
+            top_item = candidates[top_position]
         valid = torch.isfinite(top_key)
         from_model = top_key > -0.5  # model keys are > 0, popularity keys in [-2, -1]
         score = torch.where(from_model, top_key, pop_score[top_item])

@@ -169,3 +169,94 @@ def test_ials_sparse_and_dense_entry_products_agree():
     dense.fit(matrix)
     assert torch.allclose(sparse.item_factors, dense.item_factors, atol=1e-5)
     assert torch.allclose(sparse.user_factors, dense.user_factors, atol=1e-5)
+
+
+def random_matrix(n_users: int = 120, n_items: int = 40, seed: int = 4) -> np.ndarray:
+    """Sparse random weights, some decayed to exactly zero (seen, but weightless)."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n_users, n_items))
+    for u in range(n_users):
+        items = rng.choice(n_items, rng.integers(1, 12), replace=False)
+        x[u, items] = rng.uniform(0.05, 2.0, len(items))
+        x[u, items[0]] = 0.0 if len(items) > 2 else x[u, items[0]]
+    return x
+
+
+class DenseOnly:
+    """The same model, seen by `recommend` as one that takes dense user rows."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.layout == torch.strided
+        return self.model.score(x)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_csr_and_dense_user_rows_give_the_same_scores_and_lists(name):
+    x = random_matrix()
+    matrix = matrix_from_dense(x)
+    # a zero weight is still an entry of the matrix (the user saw the item)
+    zero_rows, zero_cols = np.nonzero((x == 0) & (np.arange(x.shape[1]) < 3))
+    matrix.rows = np.concatenate([matrix.rows, zero_rows[:5]])
+    matrix.cols = np.concatenate([matrix.cols, zero_cols[:5]])
+    matrix.weights = np.concatenate([matrix.weights, np.zeros(5)])
+    order = np.lexsort((matrix.cols, matrix.rows))
+    matrix.rows, matrix.cols, matrix.weights = (
+        matrix.rows[order],
+        matrix.cols[order],
+        matrix.weights[order],
+    )
+    model = MODELS[name]().fit(matrix)
+    assert model.sparse_rows
+    dense = torch.tensor(x, dtype=torch.float32)
+    assert torch.allclose(model.score(dense.to_sparse_csr()), model.score(dense), atol=1e-5)
+    sparse_lists = recommend(model, matrix, k=5, user_batch=16)
+    dense_lists = recommend(DenseOnly(model), matrix, k=5, user_batch=16)
+    assert np.array_equal(sparse_lists.item_idx, dense_lists.item_idx)
+    assert np.array_equal(sparse_lists.from_model, dense_lists.from_model)
+    assert sparse_lists.from_model.mean() > 0.5
+    np.testing.assert_allclose(sparse_lists.score, dense_lists.score, rtol=1e-5)
+    # the zero-weight entries are never recommended
+    ranked = sparse_lists.as_matrix(x.shape[0], 5)
+    for u, i in zip(zero_rows[:5], zero_cols[:5], strict=True):
+        assert i not in ranked[u]
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "jaccard", "lift"])
+@pytest.mark.parametrize("cooccurrence", ["decayed", "counts"])
+def test_itemknn_similarity_is_the_formula_whatever_the_column_blocks(similarity, cooccurrence):
+    x = random_matrix(n_users=200, n_items=30)
+    matrix = matrix_from_dense(x)
+    if cooccurrence == "decayed":
+        a = x / x[x > 0].mean()
+    else:  # who touched what: 1 for every entry of the matrix
+        a = np.zeros_like(x)
+        a[matrix.rows, matrix.cols] = 1.0
+    c = a.T @ a
+    d = np.diag(c)
+    if similarity == "cosine":
+        s = c / np.sqrt(np.outer(d, d))
+    elif similarity == "jaccard":
+        s = c / (d[:, None] + d[None, :] - c)
+    else:
+        s = c / np.outer(d, d)
+    np.fill_diagonal(s, 0.0)
+    whole = ItemKNN(similarity, neighbours=29, cooccurrence=cooccurrence).fit(matrix)
+    # memory for about one column at a time: 30 blocks
+    blocks = ItemKNN(similarity, neighbours=29, cooccurrence=cooccurrence, memory_mb=1e-5)
+    blocks.fit(matrix)
+    np.testing.assert_allclose(whole.S.to_dense().numpy(), s, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(blocks.S.to_dense().numpy(), s, rtol=1e-4, atol=1e-6)
+
+
+def test_itemknn_keeps_the_most_similar_neighbours_of_each_item():
+    x = random_matrix(n_users=200, n_items=30)
+    full = ItemKNN("jaccard", neighbours=29).fit(matrix_from_dense(x)).S.to_dense()
+    kept = ItemKNN("jaccard", neighbours=4).fit(matrix_from_dense(x)).S.to_dense()
+    for j in range(30):
+        column = full[:, j]
+        assert int((kept[:, j] > 0).sum()) == min(4, int((column > 0).sum()))
+        threshold = torch.sort(column, descending=True).values[3]
+        assert torch.all(kept[:, j][kept[:, j] > 0] >= threshold)

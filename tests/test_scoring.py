@@ -266,3 +266,29 @@ def test_a_small_memory_budget_scores_in_smaller_batches_with_the_same_lists(mon
     for field in ("user_idx", "rank", "item_idx", "from_model"):
         np.testing.assert_array_equal(getattr(tight, field), getattr(roomy, field))
     np.testing.assert_allclose(tight.score, roomy.score, rtol=1e-6)
+
+
+def test_popularity_lists_are_the_most_popular_unseen_items_for_heavy_and_light_users():
+    """The baseline ranks only the k + (longest history) most popular items: the lists
+    must still be exactly the k most popular unseen items, whoever has seen what."""
+    rng = np.random.default_rng(11)
+    n_users, n_items, k = 40, 200, 5
+    popularity = rng.permutation(n_items).astype(np.float64) + 1.0  # distinct
+    by_popularity = np.argsort(-popularity)
+    entries = []
+    for u in range(n_users):
+        if u == 0:  # a heavy user who saw the 150 most popular items
+            seen = by_popularity[:150]
+        elif u == 1:  # saw every item but three
+            seen = by_popularity[3:]
+        else:
+            seen = rng.choice(n_items, rng.integers(1, 30), replace=False)
+        entries += [(u, int(i), 1.0) for i in sorted(seen)]
+    matrix = make_matrix(entries, popularity, n_users)
+    lists = recommend(None, matrix, k=k, user_batch=7)
+    got = lists_by_user(lists)
+    seen_by = {u: {i for uu, i, _ in entries if uu == u} for u in range(n_users)}
+    for u in range(n_users):
+        want = [int(i) for i in by_popularity if i not in seen_by[u]][:k]
+        assert [i for i, _, _ in got[u]] == want, u
+    assert [i for i, _, _ in got[1]] == [int(i) for i in by_popularity[:3]]

@@ -535,6 +535,7 @@ class BacktestBlend:
             min_history=self.config.model.min_history,
             user_batch=self.config.model.user_batch,
             device=self.device,
+            memory_mb=self.config.model.score_memory_mb,
         )
         return lists.as_matrix(len(users), k)
 

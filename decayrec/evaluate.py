@@ -179,6 +179,7 @@ def _backtest(
             min_history=config.model.min_history,
             user_batch=config.model.user_batch,
             device=device,
+            memory_mb=config.model.score_memory_mb,
         )
         ranked = lists.as_matrix(len(users), k)
         result[name] = ranking_metrics(ranked, truth_sets, ev.ks, matrix.shape[1])

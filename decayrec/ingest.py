@@ -60,16 +60,11 @@ class BatchResult:
     quarantined_by_expectation: dict[str, int] = field(default_factory=dict)
 
 
-# DuckDB's own default lets a connection take 80% of the machine's memory before it
-# spills; ingestion and validation of a large batch would take all of it (19 GB seen at
-# 10^8 events on a 24 GB machine). They spill to <lake>.tmp beyond this share instead.
-LAKE_MEMORY_SHARE = 0.4
-
-
 def open_lake(config: DecayrecConfig) -> duckdb.DuckDBPyConnection:
     con = connect(config.lake_path)
     con.execute("set enable_progress_bar = false")  # a batch job's log, not a terminal
-    limit_mib = int(_physical_memory_mib() * LAKE_MEMORY_SHARE)
+    # beyond this the connection spills to <lake>.tmp instead of taking the machine
+    limit_mib = int(_physical_memory_mib() * config.lake_memory_share)
     if limit_mib > 0:
         con.execute(f"set memory_limit = '{limit_mib}MiB'")  # an int computed here
     run_script(con, "lake/schema")

@@ -36,6 +36,26 @@ def model_scores(
     return model.score(x)
 
 
+def put_model_keys(
+    key: torch.Tensor, scores: torch.Tensor, pop_key: torch.Tensor, uses_model: torch.Tensor
+) -> None:
+    """key = the model's score where it is positive (for users with `uses_model`), else
+    the popularity key. `scores` is dense, or sparse CSR (absent entries are 0: only the
+    entries are written, no dense copy of the scores is made)."""
+    if scores.layout == torch.sparse_csr:
+        key.copy_(pop_key.expand_as(key))
+        crow = scores.crow_indices()
+        row = torch.repeat_interleave(
+            torch.arange(key.shape[0], device=key.device), crow[1:] - crow[:-1]
+        )
+        col, value = scores.col_indices(), scores.values().to(torch.float32)
+        put = (value > 0) & uses_model[row]
+        key[row[put], col[put]] = value[put]
+        return
+    scores = scores.to(torch.float32)
+    torch.where((scores > 0) & uses_model[:, None], scores, pop_key, out=key)
+
+
 @dataclass
 class Lists:
     """Recommendation lists in long form: one entry per (user, rank)."""
@@ -106,15 +126,19 @@ def recommend(
         position = torch.full((n_items,), -1, dtype=torch.long, device=device)
         position[candidates] = torch.arange(n_cand, device=device)
     parts: list[tuple[np.ndarray, ...]] = []
+    key_buffer: torch.Tensor | None = None
     for start in range(0, len(users), user_batch):
         batch = users[start : start + user_batch]
         x, rows, cols = rows_of(matrix, ptr, batch, matrix.weights, device)
         if model is not None:
-            model_score = model_scores(model, matrix, batch, x).to(torch.float32)
-            too_short = np.flatnonzero(history[start : start + len(batch)] < min_history)
-            if len(too_short):
-                model_score[torch.from_numpy(too_short).to(device)] = 0.0
-            key = torch.where(model_score > 0, model_score, pop_key)
+            # one (batch x items) buffer for all batches: a fresh 160 MB tensor per batch
+            # costs more in page faults than the top-k itself (measured at 20k items)
+            if key_buffer is None:
+                key_buffer = torch.empty(len(batch), n_items, device=device)
+            key = key_buffer[: len(batch)]
+            model_score = model_scores(model, matrix, batch, x)
+            uses_model = torch.from_numpy(history[start : start + len(batch)] >= min_history)
+            put_model_keys(key, model_score, pop_key, uses_model.to(device))
             key[rows, cols] = float("-inf")
             top_key, top_item = torch.topk(key, k_eff, dim=1)
         else:

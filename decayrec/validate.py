@@ -28,11 +28,8 @@ log = logging.getLogger(__name__)
 
 EVENT_KEY = ["user_id", "item_id", "event_type", "event_ts"]
 
-# Great Expectations validates a pandas frame: a batch with more parsed rows than this is
-# judged on a uniform sample of this many (repeatable), so memory stays bounded at any
-# batch size. The row-level checks in SQL (bad_rows) and the bad-row share always cover
-# every row, so no bad row escapes quarantine.
-GX_MAX_ROWS = 200_000
+# Great Expectations validates a pandas frame: a batch larger than
+# validation.gx_max_rows is judged on a repeatable sample of that many rows.
 GX_SAMPLE_SEED = 42
 
 
@@ -88,10 +85,11 @@ def validate_batch(
         "select user_id, item_id, event_type, event_ts, value from parsed_batch "
         "where error_field is null"
     )
-    sampled = n_parsed > GX_MAX_ROWS
-    if sampled:  # constants of this module, not values from outside
+    gx_max_rows = config.validation.gx_max_rows
+    sampled = n_parsed > gx_max_rows
+    if sampled:  # a validated int from the config and a constant: nothing from outside
         parsed = (
-            f"select * from ({parsed}) using sample reservoir({int(GX_MAX_ROWS)} rows) "
+            f"select * from ({parsed}) using sample reservoir({int(gx_max_rows)} rows) "
             f"repeatable ({int(GX_SAMPLE_SEED)})"
         )
     frame = con.sql(parsed).df()

@@ -121,10 +121,10 @@ def test_score_before_fit_raises():
 
 
 @pytest.mark.parametrize("scatter_cost, pair_batch", [(10**9, 1 << 24), (0, 1 << 24), (0, 100)])
-@pytest.mark.parametrize("columns", [None, (0, 50), (7, 31), (49, 50)])
-def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair_batch, columns):
+@pytest.mark.parametrize("block", [None, (0, 50), (7, 31), (49, 50)])
+def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair_batch, block):
     """Dense user batches, or scattered (item, item) pairs in batches of any size; the
-    whole matrix or one block of its columns."""
+    whole matrix or one block of its rows."""
     import decayrec.models.cooccurrence as cooccurrence
 
     rng = np.random.default_rng(0)
@@ -144,9 +144,9 @@ def test_gram_matrix_is_x_transpose_x_either_way(monkeypatch, scatter_cost, pair
     )
     monkeypatch.setattr(cooccurrence, "SCATTER_COST", scatter_cost)
     monkeypatch.setattr(cooccurrence, "PAIR_BATCH", pair_batch)
-    gram = cooccurrence.gram_matrix(matrix, matrix.weights, 64, torch.device("cpu"), columns)
-    start, stop = columns or (0, n_items)
-    want = dense.T @ dense[:, start:stop]
+    gram = cooccurrence.gram_matrix(matrix, matrix.weights, 64, torch.device("cpu"), block)
+    start, stop = block or (0, n_items)
+    want = dense[:, start:stop].T @ dense
     np.testing.assert_allclose(gram.numpy(), want, rtol=1e-5, atol=1e-4)
 
 

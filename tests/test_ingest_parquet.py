@@ -9,9 +9,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from decayrec.config import DecayrecConfig, SourceConfig
+from decayrec.config import DecayrecConfig, SourceConfig, ValidationConfig
 from decayrec.ingest import load_batches, stage_sources
-from decayrec.validate import GX_MAX_ROWS
 
 
 def _events(n: int) -> pa.Table:
@@ -64,12 +63,17 @@ def test_parquet_bad_rows_keep_their_file_row_and_raw_columns(tmp_path):
 
 
 def test_a_batch_larger_than_the_gx_limit_is_judged_on_a_sample(tmp_path):
-    n = GX_MAX_ROWS + 5_000
+    gx_max_rows = 3_000
+    n = gx_max_rows + 5_000
     path = tmp_path / "big.parquet"
     pq.write_table(_events(n), path)
-    config = DecayrecConfig(data_dir=tmp_path / "data", sources=[SourceConfig(path=str(path))])
+    config = DecayrecConfig(
+        data_dir=tmp_path / "data",
+        sources=[SourceConfig(path=str(path))],
+        validation=ValidationConfig(gx_max_rows=gx_max_rows),
+    )
     [result] = load_batches(config, stage_sources(config, "r"), "r")
     assert result.rows_inserted == n and result.rows_quarantined == 0
     report = json.loads(Path(result.validation_path).read_text())
-    assert report["gx_sampled"] is True and report["gx_rows_validated"] == GX_MAX_ROWS
+    assert report["gx_sampled"] is True and report["gx_rows_validated"] == gx_max_rows
     assert report["success"] is True

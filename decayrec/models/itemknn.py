@@ -18,8 +18,8 @@ a sparse row times a sparse matrix: about (items of the user) x neighbours
 multiply-adds, whatever the catalogue size. `explain(x_u, j)` returns the terms
 w~_ui S_ij, largest first: "because you interacted with i".
 
-C is built one block of target columns at a time (`memory_mb` bounds the block), by
-`decayrec.models.cooccurrence.gram_matrix`, on whatever device is given.
+C is built by `decayrec.models.cooccurrence.gram_matrix`, whole when it fits in
+`memory_mb`, else one block of target rows at a time, on whatever device is given.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ItemKNN:
         similarity: Similarity = "cosine",
         neighbours: int = 100,
         cooccurrence: Cooccurrence = "decayed",
-        memory_mb: float = 1024.0,
+        memory_mb: float = 2048.0,
         user_batch: int = 2048,
         device: torch.device | str = "cpu",
     ) -> None:
@@ -80,26 +80,28 @@ class ItemKNN:
             torch.from_numpy((values * values).astype(np.float32)).to(dev),
         )
         keep = min(self.neighbours, max(n_items - 1, 0))
-        # co-occurrence block + similarity + top-k temporaries: ~3 floats per cell
-        width = max(1, min(n_items, int(self.memory_mb * 2**20 // (12 * max(n_items, 1)))))
+        budget = self.memory_mb * 2**20
+        # C whole if it fits (its pairs generated once), else one block of rows at a time;
+        # C is symmetric, so the rows of a block of targets are also their columns
+        whole = 4 * n_items**2 + 4 * n_items * min(n_items, 256) <= budget
+        if whole:
+            gram = gram_matrix(matrix, values, self.user_batch, dev)
+            width = int((budget - 4 * n_items**2) // (4 * max(n_items, 1)))
+        else:  # the block and its top-k
+            width = int(budget // (8 * max(n_items, 1)))
+        width = max(1, min(n_items, width))
         src, dst, sim = [], [], []
         for start in range(0, n_items if keep else 0, width):
             stop = min(start + width, n_items)
-            co = gram_matrix(matrix, values, self.user_batch, dev, (start, stop))
-            targets = torch.arange(start, stop, device=dev)
-            co[targets, torch.arange(stop - start, device=dev)] = 0.0  # no self-similarity
-            d_i, d_j = diag[:, None], diag[start:stop][None, :]
-            if self.similarity == "cosine":
-                co /= (d_i * d_j).sqrt_().clamp_min_(1e-12)
-            elif self.similarity == "jaccard":
-                co /= (d_i + d_j - co).clamp_min_(1e-12)
+            if whole:
+                block = gram[start:stop]
             else:
-                co /= (d_i * d_j).clamp_min_(1e-12)
-            top, idx = torch.topk(co, keep, dim=0)  # best neighbours of each target column
-            del co
+                block = gram_matrix(matrix, values, self.user_batch, dev, (start, stop))
+            top, idx = self._neighbours(block, diag, start, keep)
             mask = top > 0
+            targets = torch.arange(start, stop, device=dev)
             src.append(idx[mask])
-            dst.append(targets[None, :].expand_as(idx)[mask])
+            dst.append(targets[:, None].expand_as(idx)[mask])
             sim.append(top[mask])
         if src:
             ij = torch.stack([torch.cat(src), torch.cat(dst)])
@@ -111,25 +113,46 @@ class ItemKNN:
         self.item_ids = matrix.item_ids
         return self
 
+    def _neighbours(
+        self, block: torch.Tensor, diag: torch.Tensor, start: int, keep: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `keep` best neighbours of each target in `block` = C[start:stop, :] (rows =
+        targets; overwritten with S): their similarities and item indices."""
+        width = block.shape[0]
+        targets = torch.arange(width, device=block.device)
+        block[targets, start + targets] = 0.0  # no self-similarity
+        # a few rows at a time: small temporaries are reused by the allocator, where one
+        # (width x items) temporary per block costs its page faults every time
+        for r0 in range(0, width, 256):
+            rows = block[r0 : r0 + 256]
+            d_j = diag[start + r0 : start + r0 + rows.shape[0], None]
+            if self.similarity == "cosine":
+                rows /= (diag[None, :] * d_j).sqrt_().clamp_min_(1e-12)
+            elif self.similarity == "jaccard":
+                rows /= (diag[None, :] + d_j - rows).clamp_min_(1e-12)
+            else:
+                rows /= (diag[None, :] * d_j).clamp_min_(1e-12)
+        return torch.topk(block, keep, dim=1)
+
     def _set_similarity(self, s: torch.Tensor) -> None:
         self.S = s.coalesce()
         self._S_csr = self.S.to_sparse_csr()
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores (batch x items, dense) of a batch of (unscaled) user rows, dense or CSR."""
+        """Scores of a batch of (unscaled) user rows (batch x items): sparse CSR for CSR
+        rows (items a user's neighbours never reach are absent, i.e. 0), dense for dense."""
         if self._S_csr is None:
             raise RuntimeError("ItemKNN.score before fit")
         s = self._S_csr.to(x.device)
-        rows = x if x.layout == torch.sparse_csr else x.to_sparse_csr()
-        product = rows.to(torch.float32) @ s
-        # to_dense() of a CSR product is 3x slower than scattering its entries
-        crow = product.crow_indices()
-        row_of = torch.repeat_interleave(
-            torch.arange(product.shape[0], device=x.device), crow[1:] - crow[:-1]
-        )
-        out = torch.zeros(product.shape, dtype=torch.float32, device=x.device)
-        out[row_of, product.col_indices()] = product.values() / self.scale
-        return out
+        if x.layout == torch.sparse_csr:
+            product = x.to(torch.float32) @ s
+            return torch.sparse_csr_tensor(
+                product.crow_indices(),
+                product.col_indices(),
+                product.values() / self.scale,
+                product.shape,
+            )
+        return (x.to_sparse_csr() @ s).to_dense() / self.scale
 
     def explain(self, user_row: torch.Tensor, item: int, top: int = 3) -> list[tuple[str, float]]:
         """The items of `user_row` (a dense row of weights) that contribute most to the

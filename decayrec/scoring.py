@@ -49,8 +49,11 @@ def put_model_keys(
             torch.arange(key.shape[0], device=key.device), crow[1:] - crow[:-1]
         )
         col, value = scores.col_indices(), scores.values().to(torch.float32)
-        put = (value > 0) & uses_model[row]
-        key[row[put], col[put]] = value[put]
+        if not bool(uses_model.all()):
+            value = torch.where(uses_model[row], value, 0.0)
+        # every entry written (no boolean compaction, which costs more than the writes)
+        flat = row * key.shape[1] + col
+        key.view(-1).index_copy_(0, flat, torch.where(value > 0, value, pop_key[col]))
         return
     scores = scores.to(torch.float32)
     torch.where((scores > 0) & uses_model[:, None], scores, pop_key, out=key)

@@ -24,17 +24,22 @@ def ranking_metrics(
     if n_users == 0:
         return {"n_users": 0}
     max_k = ranked.shape[1]
-    hits = np.zeros(ranked.shape, dtype=bool)
-    for u, truth in enumerate(truth_sets):
-        if truth:
-            hits[u] = np.isin(ranked[u], np.fromiter(truth, dtype=np.int64, count=len(truth)))
     n_truth = np.array([len(t) for t in truth_sets], dtype=np.float64)
+    # hit = (user, item) among the truth pairs: one sorted membership test for all users
+    truth_user = np.repeat(np.arange(n_users, dtype=np.int64), n_truth.astype(np.int64))
+    truth_item = np.fromiter(
+        (i for t in truth_sets for i in t), dtype=np.int64, count=int(n_truth.sum())
+    )
+    span = int(max(ranked.max(initial=0), truth_item.max(initial=0))) + 1
+    listed = np.arange(n_users, dtype=np.int64)[:, None] * span + ranked
+    hits = np.isin(listed, truth_user * span + truth_item) & (ranked >= 0)
     discount = 1.0 / np.log2(np.arange(2, max_k + 2))
+    ideal_of = np.concatenate(([0.0], np.cumsum(discount)))  # ideal DCG of n hits, n <= K
     out: dict[str, float] = {"n_users": int(n_users)}
     for k in ks:
         h = hits[:, :k]
         denom = np.minimum(n_truth, k)
-        ideal = np.array([discount[: int(d)].sum() for d in denom])
+        ideal = ideal_of[np.minimum(denom, max_k).astype(np.int64)]
         dcg = (h * discount[:k]).sum(axis=1)
         precision_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
         out[f"ndcg@{k}"] = float(np.mean(np.where(ideal > 0, dcg / np.maximum(ideal, 1e-12), 0)))

@@ -90,3 +90,25 @@ def test_no_users():
     assert ranking_metrics(np.zeros((0, 3), dtype=np.int64), [], ks=[3], n_catalog=5) == {
         "n_users": 0
     }
+
+
+def test_vectorised_metrics_match_a_per_user_computation():
+    """Random lists (padded with -1) and truth sets against the formulas user by user."""
+    rng = np.random.default_rng(3)
+    n_users, n_items, k = 300, 40, 10
+    ranked = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    ranked[rng.random(ranked.shape) < 0.1] = -1  # short lists
+    ranked[:5] = -1  # users with nothing to show
+    truth = [set(rng.choice(n_items, rng.integers(0, 12), replace=False).tolist()) for _ in ranked]
+    got = ranking_metrics(ranked, truth, ks=[5, 10], n_catalog=n_items)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    for kk in (5, 10):
+        ndcg, recall = [], []
+        for row, t in zip(ranked, truth, strict=True):
+            hit = np.array([item in t for item in row[:kk]], dtype=float)
+            ideal = discount[: min(len(t), kk)].sum()
+            ndcg.append((hit * discount[:kk]).sum() / ideal if ideal else 0.0)
+            recall.append(hit.sum() / max(min(len(t), kk), 1))
+        assert got[f"ndcg@{kk}"] == pytest.approx(np.mean(ndcg), rel=1e-12)
+        assert got[f"recall@{kk}"] == pytest.approx(np.mean(recall), rel=1e-12)
+    assert 0 < got["ndcg@10"] < 1

@@ -263,3 +263,26 @@ def test_itemknn_keeps_the_most_similar_neighbours_of_each_item():
         assert int((kept[:, j] > 0).sum()) == min(4, int((column > 0).sum()))
         threshold = torch.sort(column, descending=True).values[3]
         assert torch.all(kept[:, j][kept[:, j] > 0] >= threshold)
+
+
+def test_itemknn_scoring_does_not_grow_memory_batch_after_batch():
+    """torch's CPU CSR x CSR product leaked ~37 MB a batch (22 GB at 10^8 events, killed
+    by the OS); 40 batches here grew the process by 223 MB through it, by ~8 MB now."""
+    rng = np.random.default_rng(0)
+    n_users, n_items = 2000, 3000
+    x = np.zeros((n_users, n_items), dtype=np.float32)
+    for u in range(n_users):
+        x[u, rng.choice(n_items, 20, replace=False)] = 1.0
+    model = ItemKNN("jaccard", 50).fit(matrix_from_dense(x))
+    batch = torch.from_numpy(x[:1024]).to_sparse_csr()
+    first = model.score(batch)
+
+    def resident_mb() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * 4096 / 2**20
+
+    before = resident_mb()
+    for _ in range(40):
+        again = model.score(batch)
+    assert resident_mb() - before < 60
+    assert torch.equal(again.to_dense(), first.to_dense())

@@ -24,6 +24,24 @@ def entry_ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return (offsets + np.arange(int(lengths.sum()))).astype(np.int64)
 
 
+def batch_entries(
+    matrix: InteractionMatrix,
+    ptr: np.ndarray,
+    users: np.ndarray,
+    values: np.ndarray,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+    """The entries of `users`' rows: (row in the batch, col, float32 value) on `device`,
+    and each user's number of entries."""
+    starts, stops = ptr[users], ptr[users + 1]
+    entries = entry_ranges(starts, stops)
+    lengths = stops - starts
+    rows = torch.from_numpy(np.repeat(np.arange(len(users)), lengths)).to(device)
+    cols = torch.from_numpy(matrix.cols[entries]).to(device)
+    vals = torch.from_numpy(values[entries].astype(np.float32)).to(device)
+    return rows, cols, vals, lengths
+
+
 def dense_rows(
     matrix: InteractionMatrix,
     ptr: np.ndarray,
@@ -34,13 +52,9 @@ def dense_rows(
     """The rows of `users` as a dense len(users) x n_items float32 tensor, plus the (row,
     col) positions of their entries, so that seen items can be masked even where a
     weight has decayed to zero."""
-    starts, stops = ptr[users], ptr[users + 1]
-    entries = entry_ranges(starts, stops)
-    row_of_entry = np.repeat(np.arange(len(users)), stops - starts)
-    rows = torch.from_numpy(row_of_entry).to(device)
-    cols = torch.from_numpy(matrix.cols[entries]).to(device)
+    rows, cols, vals, _ = batch_entries(matrix, ptr, users, values, device)
     dense = torch.zeros(len(users), matrix.shape[1], dtype=torch.float32, device=device)
-    dense[rows, cols] = torch.from_numpy(values[entries].astype(np.float32)).to(device)
+    dense[rows, cols] = vals
     return dense, rows, cols
 
 
@@ -54,14 +68,9 @@ def csr_rows(
     """The rows of `users` as a sparse CSR len(users) x n_items float32 tensor (the
     matrix's entries as they are: no dense rows built), plus the (row, col) positions
     of their entries, as `dense_rows`."""
-    starts, stops = ptr[users], ptr[users + 1]
-    entries = entry_ranges(starts, stops)
-    lengths = stops - starts
+    rows, cols, vals, lengths = batch_entries(matrix, ptr, users, values, device)
     crow = torch.from_numpy(np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
-    cols = torch.from_numpy(matrix.cols[entries]).to(device)
-    vals = torch.from_numpy(values[entries].astype(np.float32)).to(device)
     csr = torch.sparse_csr_tensor(
         crow.to(device), cols, vals, (len(users), matrix.shape[1]), check_invariants=False
     )
-    rows = torch.from_numpy(np.repeat(np.arange(len(users)), lengths)).to(device)
     return csr, rows, cols

@@ -286,3 +286,15 @@ def test_itemknn_scoring_does_not_grow_memory_batch_after_batch():
         again = model.score(batch)
     assert resident_mb() - before < 60
     assert torch.equal(again.to_dense(), first.to_dense())
+
+
+def test_item_item_product_split_over_threads_is_the_whole_product():
+    import scipy.sparse
+
+    from decayrec.models.itemknn import _parallel_product
+
+    left = scipy.sparse.random(1000, 300, density=0.02, format="csr", random_state=1)
+    right = scipy.sparse.random(300, 300, density=0.05, format="csr", random_state=2)
+    whole = (left @ right).toarray()
+    for threads in (1, 2, 3):
+        np.testing.assert_allclose(_parallel_product(left, right, threads).toarray(), whole)

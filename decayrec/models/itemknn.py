@@ -24,6 +24,7 @@ C is built by `decayrec.models.cooccurrence.gram_matrix`, whole when it fits in
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -170,7 +171,7 @@ class ItemKNN:
                 (rows.values().numpy(), rows.col_indices().numpy(), rows.crow_indices().numpy()),
                 shape=tuple(rows.shape),
             )
-            product = left @ self._S_scipy
+            product = _parallel_product(left, self._S_scipy, torch.get_num_threads())
             crow = torch.from_numpy(product.indptr.astype(np.int64))
             col = torch.from_numpy(product.indices.astype(np.int64))
             value = torch.from_numpy(product.data.astype(np.float32, copy=False))
@@ -223,3 +224,19 @@ class ItemKNN:
         )
         model.item_ids = np.asarray(state["item_ids"], dtype=object)
         return model
+
+
+def _parallel_product(
+    left: scipy.sparse.csr_matrix, right: scipy.sparse.csr_matrix, threads: int
+) -> scipy.sparse.csr_matrix:
+    """left @ right with the rows of `left` split over `threads` threads (scipy releases
+    the GIL in the product: 2 threads, 0.10 -> 0.06 s per 2,048 users at 10^7 events)."""
+    n_rows = left.shape[0]
+    threads = max(1, min(threads, n_rows // 256))
+    if threads == 1:
+        return left @ right
+    bounds = np.linspace(0, n_rows, threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        slices = zip(bounds[:-1], bounds[1:], strict=True)
+        parts = list(pool.map(lambda r: left[r[0] : r[1]] @ right, slices))
+    return scipy.sparse.vstack(parts, format="csr")

@@ -236,7 +236,17 @@ def _parallel_product(
     if threads == 1:
         return left @ right
     bounds = np.linspace(0, n_rows, threads + 1).astype(int)
-    with ThreadPoolExecutor(threads) as pool:
-        slices = zip(bounds[:-1], bounds[1:], strict=True)
-        parts = list(pool.map(lambda r: left[r[0] : r[1]] @ right, slices))
+    slices = zip(bounds[:-1], bounds[1:], strict=True)
+    parts = list(_product_pool(threads).map(lambda r: left[r[0] : r[1]] @ right, slices))
     return scipy.sparse.vstack(parts, format="csr")
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _product_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the process: the same threads batch after batch (new
+    threads each batch would each take a malloc arena of their own)."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="itemknn")
+    return _POOLS[threads]

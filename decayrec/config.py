@@ -281,7 +281,7 @@ class ModelConfig(_Model):
         gt=0,
         description="scoring: memory budget of one batch's dense score tensors; the batch "
         "shrinks below user_batch on large catalogues to stay within it; item-item builds "
-        "its co-occurrences in column blocks of about this size",
+        "its co-occurrences whole when they fit in it, else in row blocks of about this size",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
 

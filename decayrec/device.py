@@ -42,6 +42,14 @@ def batch_entries(
     return rows, cols, vals, lengths
 
 
+def csr_row_indices(csr: torch.Tensor) -> torch.Tensor:
+    """The row of each stored entry of a CSR tensor (its COO row indices)."""
+    crow = csr.crow_indices()
+    return torch.repeat_interleave(
+        torch.arange(csr.shape[0], device=csr.device), crow[1:] - crow[:-1]
+    )
+
+
 def dense_rows(
     matrix: InteractionMatrix,
     ptr: np.ndarray,

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from decayrec.device import csr_rows, dense_rows
+from decayrec.device import csr_row_indices, csr_rows, dense_rows
 from decayrec.features import InteractionMatrix
 
 SOURCE_MODEL = "model"
@@ -44,10 +44,7 @@ def put_model_keys(
     entries are written, no dense copy of the scores is made)."""
     if scores.layout == torch.sparse_csr:
         key.copy_(pop_key.expand_as(key))
-        crow = scores.crow_indices()
-        row = torch.repeat_interleave(
-            torch.arange(key.shape[0], device=key.device), crow[1:] - crow[:-1]
-        )
+        row = csr_row_indices(scores)
         col, value = scores.col_indices(), scores.values().to(torch.float32)
         if not bool(uses_model.all()):
             value = torch.where(uses_model[row], value, 0.0)

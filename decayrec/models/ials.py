@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from decayrec.device import csr_row_indices
 from decayrec.features import InteractionMatrix
 from decayrec.models.base import positive_mean
 
@@ -184,10 +185,7 @@ class IALS:
             raise RuntimeError("IALS.score before fit")
         items = self.item_factors.to(x.device)
         if x.layout == torch.sparse_csr:
-            crow = x.crow_indices()
-            rows = torch.repeat_interleave(
-                torch.arange(x.shape[0], device=x.device), crow[1:] - crow[:-1]
-            )
+            rows = csr_row_indices(x)
             cols, w = x.col_indices(), (x.values() / self.scale).to(torch.float32)
         else:
             rows, cols = torch.nonzero(x, as_tuple=True)

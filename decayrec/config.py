@@ -142,6 +142,26 @@ class DecayConfig(_Model):
     kernel: Literal["exponential", "power_law", "sigmoid", "window", "none"] = Field(
         "exponential", description="decay kernel K(age)"
     )
+    reference: Literal["user_last", "as_of"] = Field(
+        "user_last",
+        description="where a user's ages count from: the user's own latest event (a user "
+        "away for a year keeps their history's weight) or the as-of instant; decayed "
+        "popularity always counts from the as-of instant",
+    )
+    recency_events: float = Field(
+        3.0,
+        ge=0,
+        description="scoring: a user's item is weighted 2^(-n / recency_events), n = the "
+        "user's items touched later than it (what the user did last counts most); 0: off. "
+        "Models learn from the unweighted rows",
+    )
+    pair_half_life_days: float = Field(
+        0.0,
+        ge=0,
+        description="item-item relations (EASE's gram, item-item's co-occurrences): a user's "
+        "pair of items counts 2^(-gap / pair_half_life_days), gap = days between the user's "
+        "two interactions; 0: off (every pair counts fully)",
+    )
     # 365 d and lambda 100 won on MovieLens-small's validation split (bench/movielens_quality.py)
     half_life_days: float = Field(
         365.0, gt=0, description="exponential: K = 2^(-age / half_life_days)"

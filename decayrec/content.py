@@ -411,7 +411,7 @@ class ColdStartBlend:
         the users' decayed rows of `matrix`)."""
         cf = self.model.score_users(matrix, users)
         x, _, _ = dense_rows(
-            matrix, matrix.row_pointer(), np.asarray(users), matrix.weights, cf.device
+            matrix, matrix.row_pointer(), np.asarray(users), matrix.row_weights, cf.device
         )
         return self.blend(self._widen(cf), x)
 

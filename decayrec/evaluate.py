@@ -1,52 +1,56 @@
-"""Temporal backtests (DESIGN.md's evaluation protocol), for the model and for popularity.
+"""Backtests: the nightly run itself, on the events before a cutoff, scored on the lists
+it would have published (DESIGN.md, "One computation").
 
-* global-time: train on events before a cutoff (explicit, or the time that leaves the
-  last `test_fraction` of events after it); a user's truth is the new items they touched
-  at or after it.
-* user-time: for each user with at least `min_user_events` events, the last
-  `holdout_items` distinct items are the truth and everything else is training data;
-  each user's decay is measured from just after their own last training event.
+A backtest splits the lake's events before the as-of time by a protocol:
 
-In both, items a user had in training are never recommended, and truth items that
-never occur in training are dropped (and counted).
+* user_time: for each user with at least `min_user_events` events, the last
+  `holdout_items` distinct items by time (ties: larger item id first) are the truth;
+  every other event (of every user) is training data;
+* global_time: training data are the events before a cutoff (explicit, or the time that
+  leaves the last `test_fraction` of events after it); a user's truth is the new items
+  they touched at or after it.
+
+Then it runs the night that would have followed the training data: as of midnight (in
+`config.timezone`) after the last training event, the nightly's own feature build
+(:func:`decayrec.features.compute_features`, the same SQL and decay reference), the
+nightly's model (:func:`decayrec.train.make_model`) and the nightly's lists
+(:func:`decayrec.train.score_lists`), and measures those lists. Truth items never seen
+in training are dropped (and counted); a truth user without a list counts as zero.
+
+split='validation' applies the same protocol to the test split's training events, so a
+choice made on it never sees the test window (tuning and the gate's comparisons of
+settings use it; the gate's figures are the test split's, measured nightly).
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import (
-    compute_interactions,
-    prepare_decay_tables,
-    read_matrix,
-    sequence_length,
-)
+from decayrec.features import compute_features, prepare_decay_tables
 from decayrec.metrics import ranking_metrics
-from decayrec.scoring import recommend
 from decayrec.sqlfiles import connect, sql
-from decayrec.train import make_model
+from decayrec.train import make_model, score_lists
 
 SPLITS = ("test", "validation")
+PROTOCOLS = ("user_time", "global_time")
 
 
 def backtest(
     config: DecayrecConfig, as_of: datetime, protocol: str, split: str = "test"
 ) -> dict[str, Any]:
-    """Split the lake's events before `as_of` by `protocol`, train, score, measure.
-
-    split='test' measures on the protocol's test window. split='validation' first
-    removes the test window (the user-time holdout, or everything from the global-time
-    cutoff on) and applies the same protocol to what is left: tuning uses it, so no
-    choice ever sees the test window.
-    """
+    """Split the lake's events before `as_of` by `protocol`, run the night after the
+    training data, and measure its lists and the popularity lists."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     con = connect(config.lake_path)
     try:
         return _backtest(con, config, as_of, protocol, split)
@@ -54,12 +58,22 @@ def backtest(
         con.close()
 
 
-def _carve_truth(
+def night_after(config: DecayrecConfig, last_event: datetime) -> datetime:
+    """The as-of instant of the night after `last_event`: the next midnight in the
+    configured timezone (what a nightly run on that data would use)."""
+    local_day = last_event.astimezone(ZoneInfo(config.timezone)).date()
+    return config.as_of_time(local_day + timedelta(days=1))
+
+
+def carve_split(
     con: duckdb.DuckDBPyConnection, config: DecayrecConfig, as_of: datetime, protocol: str
-) -> datetime | None:
-    """Fill the temp table `truth` from `split_events` and point `source_events` at the
-    training part; return the time training data ends (None: nothing to split)."""
+) -> dict[str, Any] | None:
+    """From the view `split_events` (the events this split may see, before `as_of`):
+    the temp tables `truth` (user_id, item_id) and `training_events`. Returns the split's
+    figures, with `night` the as-of instant of the night after the training data, or None
+    when there is nothing to train on."""
     ev = config.evaluation
+    split: dict[str, Any] = {}
     if protocol == "user_time":
         con.execute(
             "create or replace temp table truth as " + sql("evaluation/user_time_holdout"),
@@ -70,19 +84,11 @@ def _carve_truth(
             },
         )
         con.execute(
-            "create or replace temp table training_events as select e.* from split_events as e "
-            "anti join truth as t on t.user_id = e.user_id and t.item_id = e.item_id "
-            "where e.event_ts < $as_of",
+            "create or replace temp table training_events as "
+            + sql("evaluation/user_time_training"),
             {"as_of": as_of},
         )
-        con.execute("create or replace temp view source_events as from training_events")
-        # each user's decay is measured from just after their own last training event
-        con.execute(
-            "create or replace temp table reference_times as select user_id, "
-            "max(event_ts) + interval 1 second as ref_ts from training_events group by user_id"
-        )
-        return as_of
-    if protocol == "global_time":
+    else:
         cutoff = ev.cutoff
         if cutoff is None:
             cutoff = con.execute(
@@ -95,12 +101,20 @@ def _carve_truth(
             "create or replace temp table truth as " + sql("evaluation/global_time_truth"),
             {"as_of": as_of, "cutoff": cutoff},
         )
-        con.execute("create or replace temp view source_events as from split_events")
         con.execute(
-            "create or replace temp table reference_times (user_id varchar, ref_ts timestamptz)"
+            "create or replace temp table training_events as "
+            "select user_id, item_id, event_type, event_ts from split_events "
+            "where event_ts < $cutoff",
+            {"cutoff": cutoff},
         )
-        return cutoff
-    raise ValueError(f"unknown protocol {protocol!r}")
+        split["cutoff"] = cutoff.isoformat()
+    last = con.execute(
+        "select max(e.event_ts) from training_events as e "
+        "join type_params as t on t.event_type = e.event_type where t.weight > 0"
+    ).fetchall()[0][0]
+    if last is None:
+        return None
+    return {**split, "night": night_after(config, last)}
 
 
 def _backtest(
@@ -110,81 +124,71 @@ def _backtest(
     protocol: str,
     split: str,
 ) -> dict[str, Any]:
-    ev = config.evaluation
     prepare_decay_tables(con, config.decay)
     result: dict[str, Any] = {"protocol": protocol, "split": split}
     con.execute("create or replace temp view split_events as from events")
-    if split == "validation":
-        test_start = _carve_truth(con, config, as_of, protocol)
-        if test_start is None:
-            return {**result, "skipped": "no events before the as-of time"}
-        # what validation may see: the training part of the test split, nothing after it
-        con.execute(
-            "create or replace temp table validation_events as "
-            "select * from source_events where event_ts < $test_start",
-            {"test_start": test_start},
-        )
-        con.execute("create or replace temp view split_events as from validation_events")
-        as_of = test_start
-    train_until = _carve_truth(con, config, as_of, protocol)
-    if train_until is None:
+    carved = carve_split(con, config, as_of, protocol)
+    if carved is not None and split == "validation":
+        # the same protocol on what the test split trains on: nothing of the test window
+        con.execute("create or replace temp table outer_training as from training_events")
+        con.execute("create or replace temp view split_events as from outer_training")
+        carved = carve_split(con, config, carved["night"], protocol)
+    if carved is None:
         return {**result, "skipped": "no events before the as-of time"}
-    if protocol == "global_time":
-        result["cutoff"] = train_until.isoformat()
+    night = carved.pop("night")
+    result.update(carved, night=night.isoformat())
 
-    compute_interactions(con, config.decay, train_until)
-    matrix = read_matrix(con, train_until, sequence_length(config))
+    # the nightly run of that night, on the training events
+    con.execute("create or replace temp view source_events as from training_events")
+    matrix = compute_features(con, config, night)
     truth_rows = con.execute(
-        "select u.user_idx, i.item_idx from truth as t "
-        "join user_index as u on u.user_id = t.user_id "
+        "select t.user_id, u.user_idx, i.item_idx from truth as t "
+        "left join user_index as u on u.user_id = t.user_id "
         "left join item_index as i on i.item_id = t.item_id"
     ).fetchall()
-    n_truth_total = con.execute("select count(*) from truth").fetchall()[0][0]
-    truth: dict[int, set[int]] = {}
+    truth: dict[str, set[int]] = {}
+    user_index: dict[str, int | None] = {}
     dropped = 0
-    for user_idx, item_idx in truth_rows:
+    for user_id, user_idx, item_idx in truth_rows:
         if item_idx is None:
             dropped += 1
             continue
-        truth.setdefault(user_idx, set()).add(item_idx)
-    users = np.array(sorted(truth), dtype=np.int64)
-    truth_sets = [truth[u] for u in users]
+        truth.setdefault(user_id, set()).add(int(item_idx))
+        user_index[user_id] = user_idx
+    # users the night can score first; users without training rows get no list (zero)
+    scored = sorted(u for u in truth if user_index[u] is not None)
+    unscored = sorted(u for u in truth if user_index[u] is None)
+    users = np.array([user_index[u] for u in scored], dtype=np.int64)
+    truth_sets = [truth[u] for u in scored] + [truth[u] for u in unscored]
     result.update(
-        n_eval_users=len(users),
-        n_truth_items=n_truth_total,
-        n_truth_dropped_not_in_training=dropped + (n_truth_total - len(truth_rows)),
+        n_eval_users=len(truth_sets),
+        n_eval_users_without_list=len(unscored),
+        n_truth_items=len(truth_rows),
+        n_truth_dropped_not_in_training=dropped,
         n_train_users=matrix.shape[0],
         n_train_items=matrix.shape[1],
     )
-    if len(users) == 0:
+    if not truth_sets:
         return {**result, "skipped": "no user to evaluate"}
 
-    k = max(ev.ks)
+    k = max(config.evaluation.ks)
     started = time.perf_counter()
     model, device = make_model(config)
     model.fit(matrix)
     result["train_seconds"] = round(time.perf_counter() - started, 3)
-    blend = None
-    if config.content.enabled:  # cold-start items: catalogue appended, item texts blended in
-        from decayrec.content import BacktestBlend
+    for name, scorer in (("model", model), ("popularity", None)):
+        lists, listed, _ = score_lists(config, scorer, matrix, device, k, users)
+        ranked = np.full((len(truth_sets), k), -1, dtype=np.int64)
+        ranked[: len(users)] = lists.as_matrix(len(users), k)
+        result[name] = ranking_metrics(ranked, truth_sets, config.evaluation.ks, matrix.shape[1])
+        if name == "model" and config.content.enabled:
+            # the cold-start figures of the blend the lists were scored with
+            from decayrec.content import BacktestBlend
 
-        blend = BacktestBlend(con, config, matrix, model, device)
-        matrix = blend.matrix
-    for name, scorer in (("model", blend.scorer if blend else model), ("popularity", None)):
-        lists = recommend(
-            scorer,
-            matrix,
-            k,
-            users=users,
-            min_history=config.model.min_history,
-            user_batch=config.model.user_batch,
-            device=device,
-            memory_mb=config.model.score_memory_mb,
-        )
-        ranked = lists.as_matrix(len(users), k)
-        result[name] = ranking_metrics(ranked, truth_sets, ev.ks, matrix.shape[1])
-        if blend is not None and name == "model":
-            result["content"] = blend.report(ranked, users, truth_sets, ev.ks)
+            blend = BacktestBlend(con, config, matrix, model, device)
+            result["content"] = blend.report(
+                ranked[: len(users)], users, truth_sets[: len(users)], config.evaluation.ks
+            )
     return result
 
 

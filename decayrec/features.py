@@ -2,9 +2,11 @@
 
     w(u, i) = sum over events e of (u, i) with ts_e < T of type_weight(e.type) * K(T - ts_e)
 
-T is the as-of time of the run (or a per-user reference time in the user-time
-backtest). Every (user, item) pair with an event before T is in the matrix, even
-where its weight has decayed to nothing, so "already seen" never depends on decay.
+T is the as-of time of the run; ages count from it or from the user's own latest event
+(`decay.reference`). The nightly run and every backtest build the matrix with the same
+function (:func:`compute_features`) on the events they may see. Every (user, item) pair
+with an event before T is in the matrix, even where its weight has decayed to nothing,
+so "already seen" never depends on decay.
 """
 
 from __future__ import annotations
@@ -67,7 +69,11 @@ class EventSequences:
 @dataclass
 class InteractionMatrix:
     """A sparse user x item matrix in coordinate form, rows sorted, with its id maps (and,
-    for sequence models, each user's recent events)."""
+    for sequence models, each user's recent events).
+
+    `weights` are what models learn from; `score_weights` the rows users are scored with
+    (recency-weighted, see DecayConfig.recency_events; None: the weights); `times` the
+    epoch seconds of each pair's latest event (None: unknown)."""
 
     user_ids: np.ndarray  # str, position = user_idx
     item_ids: np.ndarray  # str, position = item_idx
@@ -76,10 +82,17 @@ class InteractionMatrix:
     weights: np.ndarray  # float64
     popularity: np.ndarray  # float64 per item: decayed popularity
     sequences: EventSequences | None = None
+    score_weights: np.ndarray | None = None  # float64
+    times: np.ndarray | None = None  # float64 epoch seconds
 
     @property
     def shape(self) -> tuple[int, int]:
         return len(self.user_ids), len(self.item_ids)
+
+    @property
+    def row_weights(self) -> np.ndarray:
+        """The weights a user's row is scored with."""
+        return self.weights if self.score_weights is None else self.score_weights
 
     def row_pointer(self) -> np.ndarray:
         """CSR row pointer: the entries of user u are [ptr[u], ptr[u + 1])."""
@@ -90,8 +103,8 @@ class InteractionMatrix:
 
 
 def prepare_decay_tables(con: duckdb.DuckDBPyConnection, decay: DecayConfig) -> None:
-    """Register type_params for the feature SQL; empty user_memory and reference_times
-    unless they exist."""
+    """Register type_params and the decay_kernel macro for the feature SQL; an empty
+    user_memory unless it exists."""
     con.execute(
         "create or replace temp table type_params "
         "(event_type varchar, weight double, memory double)"
@@ -100,9 +113,7 @@ def prepare_decay_tables(con: duckdb.DuckDBPyConnection, decay: DecayConfig) -> 
         "insert into type_params values (?, ?, ?)",
         [(t, w, decay.type_memory.get(t, 1.0)) for t, w in decay.type_weights.items()],
     )
-    con.execute(
-        "create temp table if not exists reference_times (user_id varchar, ref_ts timestamptz)"
-    )
+    con.execute(sql("features/decay_kernel"))
     con.execute(
         "create temp table if not exists user_memory (user_id varchar, memory double, drift double)"
     )
@@ -112,6 +123,8 @@ def kernel_parameters(decay: DecayConfig) -> dict[str, object]:
     """The bound parameters of sql/features/decayed_interactions.sql."""
     return {
         "kernel": decay.kernel,
+        "reference": decay.reference,
+        "recency_events": decay.recency_events,
         "half_life_days": decay.half_life_days,
         "power_tau_days": decay.power_tau_days,
         "power_exponent": decay.power_exponent,
@@ -168,7 +181,7 @@ SEQUENCE_MODELS = ("sasrec",)
 
 
 def read_sequences(con: duckdb.DuckDBPyConnection, as_of: datetime, max_len: int) -> pa.Table:
-    """Each user's last `max_len` events before their reference time (the temp tables of
+    """Each user's last `max_len` events before `as_of` (the temp tables of
     compute_interactions must exist)."""
     return con.sql(
         sql("features/sequences"), params={"as_of": as_of, "max_len": max_len}
@@ -179,7 +192,7 @@ def read_matrix(
     con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, sequence_len: int = 0
 ) -> InteractionMatrix:
     """The interactions temp table as a matrix; with `sequence_len` > 0 also each user's
-    last `sequence_len` events before `as_of` (or their reference time)."""
+    last `sequence_len` events before `as_of`."""
     users = con.sql("select user_id from user_index order by user_idx").to_arrow_table()
     items = con.sql("select item_id, popularity from item_index order by item_idx").to_arrow_table()
     coo = con.sql(sql("features/matrix")).to_arrow_table()
@@ -190,6 +203,20 @@ def read_matrix(
         sequences = EventSequences.from_table(
             read_sequences(con, as_of, sequence_len), users.num_rows, as_of.timestamp()
         )
+    return _matrix(users, items, coo, sequences)
+
+
+def _matrix(
+    users: pa.Table, items: pa.Table, coo: pa.Table, sequences: EventSequences | None
+) -> InteractionMatrix:
+    """An InteractionMatrix from the Arrow tables of user_index, item_index and matrix.sql
+    (snapshots written before score weights and times have neither: None)."""
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in coo.column_names:
+            return None
+        return coo[name].to_numpy().astype(np.float64)
+
     return InteractionMatrix(
         user_ids=np.asarray(users["user_id"].to_numpy(zero_copy_only=False), dtype=object),
         item_ids=np.asarray(items["item_id"].to_numpy(zero_copy_only=False), dtype=object),
@@ -198,7 +225,20 @@ def read_matrix(
         weights=coo["weight"].to_numpy().astype(np.float64),
         popularity=items["popularity"].to_numpy().astype(np.float64),
         sequences=sequences,
+        score_weights=column("score_weight"),
+        times=column("ts"),
     )
+
+
+def compute_features(
+    con: duckdb.DuckDBPyConnection, config: DecayrecConfig, as_of: datetime
+) -> InteractionMatrix:
+    """The matrix of the events in the view `source_events` as of `as_of`, exactly as the
+    nightly run builds it (the temp tables interactions, user_index and item_index are
+    left for the caller). The nightly points source_events at the lake's events; a
+    backtest at the events its split may train on."""
+    compute_interactions(con, config.decay, as_of)
+    return read_matrix(con, as_of, sequence_length(config))
 
 
 def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
@@ -229,9 +269,6 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
         if meta_path.exists():
             return Snapshot(**json.loads(meta_path.read_text()))
         con.execute("create or replace temp view source_events as select * from events")
-        con.execute(
-            "create or replace temp table reference_times (user_id varchar, ref_ts timestamptz)"
-        )
         compute_interactions(con, config.decay, as_of)
         out.mkdir(parents=True, exist_ok=True)
         # Written through Arrow so no path is ever pasted into SQL.
@@ -286,12 +323,4 @@ def load_snapshot(snapshot: Snapshot) -> InteractionMatrix:
             users.num_rows,
             datetime.fromisoformat(snapshot.as_of_time).timestamp(),
         )
-    return InteractionMatrix(
-        user_ids=np.asarray(users["user_id"].to_numpy(zero_copy_only=False), dtype=object),
-        item_ids=np.asarray(items["item_id"].to_numpy(zero_copy_only=False), dtype=object),
-        rows=coo["user_idx"].to_numpy().astype(np.int64),
-        cols=coo["item_idx"].to_numpy().astype(np.int64),
-        weights=coo["weight"].to_numpy().astype(np.float64),
-        popularity=items["popularity"].to_numpy().astype(np.float64),
-        sequences=sequences,
-    )
+    return _matrix(users, items, coo, sequences)

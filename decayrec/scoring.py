@@ -129,7 +129,7 @@ def recommend(
     key_buffer: torch.Tensor | None = None
     for start in range(0, len(users), user_batch):
         batch = users[start : start + user_batch]
-        x, rows, cols = rows_of(matrix, ptr, batch, matrix.weights, device)
+        x, rows, cols = rows_of(matrix, ptr, batch, matrix.row_weights, device)
         if model is not None:
             # one (batch x items) buffer for all batches: a fresh 160 MB tensor per batch
             # costs more in page faults than the top-k itself (measured at 20k items)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 
@@ -21,7 +22,7 @@ from decayrec.features import (
 )
 from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model, TimeSASRec
 from decayrec.registry import ModelRecord
-from decayrec.scoring import recommend
+from decayrec.scoring import Lists, recommend
 
 
 @dataclass
@@ -66,6 +67,7 @@ def make_model(
             memory_mb=m.score_memory_mb,
             user_batch=m.user_batch,
             device=device,
+            pair_half_life_days=config.decay.pair_half_life_days,
         )
     elif m.name == ModelName.sasrec:
         model = TimeSASRec(
@@ -86,7 +88,13 @@ def make_model(
             checkpoint_dir=checkpoint_dir,
         )
     elif m.name == ModelName.ease:
-        model = EASE(l2=m.l2, max_items=m.max_items, user_batch=m.user_batch, device=device)
+        model = EASE(
+            l2=m.l2,
+            max_items=m.max_items,
+            user_batch=m.user_batch,
+            device=device,
+            pair_half_life_days=config.decay.pair_half_life_days,
+        )
     else:
         raise ValueError(f"unknown model {m.name!r}")
     return model, device
@@ -143,42 +151,72 @@ def score_saved_model(
     )
 
 
-def _score_and_write(
+def score_lists(
     config: DecayrecConfig,
-    model: Model | AlignedScorer,
+    model: Model | AlignedScorer | None,
     matrix: InteractionMatrix,
     device: torch.device,
-    run_dir: Path,
-    model_path: Path,
-    lists_name: str,
-    train_seconds: float,
-) -> TrainedLists:
-    started = time.perf_counter()
-    if config.content.enabled:  # cold-start items: catalogue appended, item texts blended in
+    k: int | None = None,
+    users: np.ndarray | None = None,
+) -> tuple[Lists, InteractionMatrix, str]:
+    """Top-k lists (k: config.k) of `users` (default: all) exactly as the nightly run
+    publishes them: the cold-start blend when content is on, seen items excluded, the
+    model where it scores, decayed popularity otherwise (`model=None`: popularity
+    alone). Returns the lists, the matrix they index (extended by the blend) and the
+    scorer's name. Backtests call this too, so they measure what is published."""
+    name = "popularity" if model is None else model.name
+    if model is not None and config.content.enabled:
         from decayrec.content import content_blend
 
         matrix, model, _ = content_blend(config, matrix, model, device)
     lists = recommend(
         model,
         matrix,
-        config.k,
+        k or config.k,
+        users=users,
         min_history=config.model.min_history,
         user_batch=config.model.user_batch,
         device=device,
         memory_mb=config.model.score_memory_mb,
     )
+    return lists, matrix, name
+
+
+def _score_and_write(
+    config: DecayrecConfig,
+    model: Model | AlignedScorer | None,
+    matrix: InteractionMatrix,
+    device: torch.device,
+    run_dir: Path,
+    model_path: Path | None,
+    lists_name: str,
+    train_seconds: float,
+) -> TrainedLists:
+    started = time.perf_counter()
+    lists, matrix, name = score_lists(config, model, matrix, device)
     table = lists.to_arrow(matrix)
     lists_path = run_dir / lists_name
     pq.write_table(table, lists_path)
     return TrainedLists(
         run_dir=str(run_dir),
-        model_path=str(model_path),
+        model_path=str(model_path) if model_path else "",
         lists_path=str(lists_path),
-        model=model.name,
+        model=name,
         device=str(device),
         train_seconds=round(train_seconds, 3),
         score_seconds=round(time.perf_counter() - started, 3),
         n_users=len(set(lists.user_idx.tolist())),
         n_rows=table.num_rows,
         n_fallback_rows=int((~lists.from_model).sum()),
+    )
+
+
+def popularity_lists(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
+    """Every user's decayed-popularity list on the snapshot (what the gate publishes when
+    no model clears the popularity floor and there is no champion)."""
+    run_dir = Path(config.data_dir) / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.model.device)
+    return _score_and_write(
+        config, None, load_snapshot(snapshot), device, run_dir, None, "lists_popularity.parquet", 0
     )

@@ -1,6 +1,12 @@
 """Item co-occurrence G = X^T X, the statistic EASE inverts and item-item normalises.
 
-For X the users x items matrix with given values, G_ij = sum_u x_ui x_uj. It is built
+For X the users x items matrix with given values, G_ij = sum_u x_ui x_uj, or, with a
+pair half-life h (time-gap-decayed relations, as TALE, WSDM 2025, weights them):
+
+    G_ij = sum_u x_ui x_uj 2^(-|t_ui - t_uj| / h)
+
+t_ui the time of the user's latest interaction with i: two items a user took up on the
+same evening are related more strongly than two taken up years apart. It is built
 whole (items x items) or one block of rows [start, stop) at a time (width x items:
 bounded memory on large catalogues; G is symmetric, so these are also its columns), in
 whichever of two ways costs less:
@@ -31,9 +37,13 @@ def gram_matrix(
     user_batch: int,
     device: torch.device,
     rows: tuple[int, int] | None = None,
+    pair_half_life_days: float = 0.0,
 ) -> torch.Tensor:
     """G[start:stop, :] = X[:, start:stop]^T X (float32) for X = the matrix with `values`;
-    the whole G (items x items) when `rows` is None."""
+    the whole G (items x items) when `rows` is None. With `pair_half_life_days` > 0 each
+    user's pairs are decayed by their time gap (`matrix.times`; pairs are scattered)."""
+    if pair_half_life_days > 0 and matrix.times is None:
+        raise ValueError("gap-decayed pairs need the matrix's times (a snapshot without them)")
     n_users, n_items = matrix.shape
     start, stop = rows if rows is not None else (0, n_items)
     width = stop - start
@@ -41,7 +51,7 @@ def gram_matrix(
     per_user = np.diff(ptr)
     pairs = int((per_user.astype(np.int64) ** 2).sum())
     gram = torch.zeros(width, n_items, dtype=torch.float32, device=device)
-    if SCATTER_COST * pairs >= n_users * n_items * width:
+    if pair_half_life_days <= 0 and SCATTER_COST * pairs >= n_users * n_items * width:
         for first in range(0, n_users, user_batch):
             users = np.arange(first, min(first + user_batch, n_users))
             x, _, _ = dense_rows(matrix, ptr, users, values, device)
@@ -52,6 +62,9 @@ def gram_matrix(
     flat = gram.view(-1)
     cols = torch.from_numpy(matrix.cols).to(device)
     vals = torch.from_numpy(values.astype(np.float32)).to(device)
+    if pair_half_life_days > 0:  # in units of the half-life, relative to the earliest time
+        times = matrix.times - matrix.times.min(initial=0.0)
+        scaled = torch.from_numpy(times / (86400.0 * pair_half_life_days)).to(device)
     order = np.argsort(per_user, kind="stable")
     for group in np.split(order, np.flatnonzero(np.diff(per_user[order])) + 1):
         length = int(per_user[group[0]]) if len(group) else 0
@@ -63,7 +76,12 @@ def gram_matrix(
             entries = torch.from_numpy(ptr[users][:, None] + np.arange(length)[None, :])
             c, v = cols[entries.to(device)], vals[entries.to(device)]
             pair_index = ((c[:, :, None] - start) * n_items + c[:, None, :]).view(-1)
-            products = (v[:, :, None] * v[:, None, :]).view(-1)
+            products = v[:, :, None] * v[:, None, :]
+            if pair_half_life_days > 0:
+                t = scaled[entries.to(device)]
+                gap = (t[:, :, None] - t[:, None, :]).abs()
+                products = products * torch.exp2(-gap).to(torch.float32)
+            products = products.reshape(-1)
             if width < n_items:
                 inside = ((c >= start) & (c < stop))[:, :, None].expand(-1, -1, length)
                 inside = inside.reshape(-1)

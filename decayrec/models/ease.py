@@ -7,6 +7,10 @@ An item-item linear model fitted in closed form on the decay-weighted matrix X
 
     G = X^T X + lambda I,   P = G^-1,   B_ij = -P_ij / P_jj  (i != j),   B_jj = 0
 
+With a pair half-life h, X^T X is replaced by its time-gap-decayed form
+sum_u x_ui x_uj 2^(-|t_ui - t_uj| / h) (decayrec.models.cooccurrence): positive
+semi-definite still (a Schur product of PSD matrices), so the same closed form holds.
+
 A user's scores are s_u = x_u B. X is rescaled so that its mean non-zero weight is 1:
 the decay kernel's absolute scale (2^-age/half-life can be tiny) then never changes
 what lambda means, and lambda is measured in "typical interactions".
@@ -44,8 +48,10 @@ class EASE:
         max_items: int = 40_000,
         user_batch: int = 2048,
         device: torch.device | str = "cpu",
+        pair_half_life_days: float = 0.0,
     ) -> None:
         self.l2 = l2
+        self.pair_half_life_days = pair_half_life_days
         self.max_items = max_items
         self.user_batch = user_batch
         self.device = torch.device(device)
@@ -64,7 +70,13 @@ class EASE:
         positive = matrix.weights[matrix.weights > 0]
         self.scale = float(positive.mean()) if len(positive) else 1.0
         values = matrix.weights / self.scale
-        gram = gram_matrix(matrix, values, self.user_batch, self.device)
+        gram = gram_matrix(
+            matrix,
+            values,
+            self.user_batch,
+            self.device,
+            pair_half_life_days=self.pair_half_life_days,
+        )
         gram.diagonal().add_(self.l2)
         chol = torch.linalg.cholesky(gram)
         del gram

@@ -52,12 +52,14 @@ class ItemKNN:
         memory_mb: float = 2048.0,
         user_batch: int = 2048,
         device: torch.device | str = "cpu",
+        pair_half_life_days: float = 0.0,
     ) -> None:
         if similarity not in ("cosine", "jaccard", "lift"):
             raise ValueError(f"unknown similarity {similarity!r}")
         if cooccurrence not in ("decayed", "counts"):
             raise ValueError(f"unknown cooccurrence {cooccurrence!r}")
         self.similarity = similarity
+        self.pair_half_life_days = pair_half_life_days
         self.neighbours = neighbours
         self.cooccurrence = cooccurrence
         self.memory_mb = memory_mb
@@ -88,7 +90,9 @@ class ItemKNN:
         # C is symmetric, so the rows of a block of targets are also their columns
         whole = 4 * n_items**2 + 4 * n_items * min(n_items, 256) <= budget
         if whole:
-            gram = gram_matrix(matrix, values, self.user_batch, dev)
+            gram = gram_matrix(
+                matrix, values, self.user_batch, dev, pair_half_life_days=self.pair_half_life_days
+            )
             width = int((budget - 4 * n_items**2) // (4 * max(n_items, 1)))
         else:  # the block and its top-k
             width = int(budget // (8 * max(n_items, 1)))
@@ -99,7 +103,14 @@ class ItemKNN:
             if whole:
                 block = gram[start:stop]
             else:
-                block = gram_matrix(matrix, values, self.user_batch, dev, (start, stop))
+                block = gram_matrix(
+                    matrix,
+                    values,
+                    self.user_batch,
+                    dev,
+                    (start, stop),
+                    pair_half_life_days=self.pair_half_life_days,
+                )
             top, idx = self._neighbours(block, diag, start, keep)
             mask = top > 0
             targets = torch.arange(start, stop, device=dev)

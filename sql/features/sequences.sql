@@ -1,18 +1,16 @@
--- Returns each user's most recent events before their reference time (at most
--- $max_len per user, event types with weight > 0), oldest first, for sequence models:
--- user_idx, item_idx, ts (epoch seconds), ref_ts (epoch seconds of the user's reference
--- time: reference_times.ref_ts, else $as_of). Events of one (user, item, time) count once.
--- Reads source_events, reference_times, type_params, user_index and item_index.
+-- Returns each user's most recent events before $as_of (at most $max_len per user, event
+-- types with weight > 0), oldest first, for sequence models: user_idx, item_idx, ts (epoch
+-- seconds), ref_ts (epoch seconds of $as_of, when the user is recommended to). Events of
+-- one (user, item, time) count once.
+-- Reads source_events, type_params, user_index and item_index.
 with scoped_events as (
     select distinct
         e.user_id,
         e.item_id,
-        e.event_ts,
-        coalesce(r.ref_ts, $as_of) as ref_ts
+        e.event_ts
     from source_events as e
     join type_params as t on t.event_type = e.event_type
-    left join reference_times as r on r.user_id = e.user_id
-    where e.event_ts < coalesce(r.ref_ts, $as_of) and t.weight > 0
+    where e.event_ts < $as_of and t.weight > 0
 ),
 
 indexed_events as (
@@ -20,7 +18,7 @@ indexed_events as (
         u.user_idx,
         i.item_idx,
         epoch_us(s.event_ts) / 1e6 as ts,
-        epoch_us(s.ref_ts) / 1e6 as ref_ts
+        epoch_us($as_of) / 1e6 as ref_ts
     from scoped_events as s
     join user_index as u on u.user_id = s.user_id
     join item_index as i on i.item_id = s.item_id

@@ -14,6 +14,10 @@ data (its saved model was fitted on data that overlaps the backtest's test windo
 the saved weights cannot be scored on it); when its model and decay settings equal the
 challenger's, the backtest would be identical and is not run twice. Otherwise the run
 publishes the champion's saved model, re-scored on tonight's snapshot.
+
+The floor: a challenger whose backtest is below decayed popularity's on the same backtest
+is never published. The champion is published instead if it clears the floor, else the
+popularity lists themselves; the decision carries a `warning` the run records and shows.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ CHAMPION = "champion.json"
 HISTORY = "champion_history.jsonl"
 PROMOTE = "promote"
 KEEP = "keep_champion"
+POPULARITY = "publish_popularity"  # below the popularity floor, and no usable champion
 
 
 @cache
@@ -165,8 +170,6 @@ def gate(
 ) -> dict[str, Any]:
     """Decide whether the challenger (trained with `config`, backtested into
     `challenger_metrics` = evaluate_all's result) replaces `champion`."""
-    from decayrec.evaluate import backtest
-
     protocol = config.evaluation.protocols[0]
     metric = config.model.gate_metric
     tolerance = config.model.gate_tolerance
@@ -176,20 +179,24 @@ def gate(
         "tolerance": tolerance,
         "champion_id": champion.model_id if champion else None,
     }
-    challenger_value = challenger_metrics.get(protocol, {}).get("model", {}).get(metric)
+    backtest_result = challenger_metrics.get(protocol, {})
+    challenger_value = backtest_result.get("model", {}).get(metric)
+    popularity_value = backtest_result.get("popularity", {}).get(metric)
     decision["challenger"] = challenger_value
+    decision["popularity"] = popularity_value
+    below_floor = (
+        challenger_value is not None
+        and popularity_value is not None
+        and challenger_value < popularity_value
+    )
+    if below_floor:
+        return _floor(config, as_of_time, decision, champion, challenger_value, popularity_value)
     if champion is None:
         return {**decision, "decision": PROMOTE, "reason": "no champion yet"}
     if challenger_value is None:
         return {**decision, "decision": PROMOTE, "reason": f"no {protocol} {metric} to compare"}
     try:
-        champion_config = champion.config(config)
-        if _same_model(champion_config, config):
-            champion_value = challenger_value
-            decision["champion_backtest"] = "same configuration: same backtest"
-        else:
-            result = backtest(champion_config, as_of_time, protocol)
-            champion_value = result.get("model", {}).get(metric)
+        champion_value = _champion_value(config, as_of_time, champion, challenger_value, decision)
     except Exception as exc:  # a champion that cannot be evaluated any more is replaced
         return {**decision, "decision": PROMOTE, "reason": f"champion unusable: {exc}"[:500]}
     decision["champion"] = champion_value
@@ -208,3 +215,53 @@ def gate(
         f"{champion_value:.4f} by {-delta:.4f} > {tolerance:g}: champion kept"
     )
     return {**decision, "decision": KEEP, "reason": reason}
+
+
+def _champion_value(
+    config: DecayrecConfig,
+    as_of_time: datetime,
+    champion: ModelRecord,
+    challenger_value: float | None,
+    decision: dict[str, Any],
+) -> float | None:
+    """The champion's settings backtested on tonight's data (the same protocol)."""
+    from decayrec.evaluate import backtest
+
+    champion_config = champion.config(config)
+    if _same_model(champion_config, config):
+        decision["champion_backtest"] = "same configuration: same backtest"
+        return challenger_value
+    result = backtest(champion_config, as_of_time, decision["protocol"])
+    return result.get("model", {}).get(decision["metric"])
+
+
+def _floor(
+    config: DecayrecConfig,
+    as_of_time: datetime,
+    decision: dict[str, Any],
+    champion: ModelRecord | None,
+    challenger_value: float,
+    popularity_value: float,
+) -> dict[str, Any]:
+    """The challenger is below decayed popularity: the champion if it clears the floor,
+    else the popularity lists."""
+    metric = decision["metric"]
+    below = (
+        f"challenger {metric} {challenger_value:.4f} is below decayed popularity's "
+        f"{popularity_value:.4f} on the same backtest"
+    )
+    champion_value = None
+    if champion is not None:
+        try:
+            champion_value = _champion_value(
+                config, as_of_time, champion, challenger_value, decision
+            )
+        except Exception as exc:
+            decision["champion_error"] = str(exc)[:500]
+        decision["champion"] = champion_value
+    if champion_value is not None and champion_value >= popularity_value:
+        reason = f"{below}: the champion ({champion_value:.4f}) is published instead"
+        return {**decision, "decision": KEEP, "reason": reason, "warning": reason}
+    why = "no champion" if champion is None else "the champion does not clear it either"
+    reason = f"{below} and {why}: the popularity lists are published instead"
+    return {**decision, "decision": POPULARITY, "reason": reason, "warning": reason}

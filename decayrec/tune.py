@@ -1,18 +1,24 @@
-"""Tuning the decay and the model on a validation split, never on the test window.
+"""Tuning the model and the decay on a validation split, never on the test window.
 
 Every trial is a backtest with split='validation' (decayrec.evaluate): the protocol's
-test window is removed first and the same protocol is applied to what is left. The
-search is a staged coordinate search, most influential first, and stops when the time
-budget is spent:
+test window is removed first and the same protocol is applied to what is left, and the
+backtest is the nightly run itself on that data, so a trial's score is what the lists of
+that night would have scored. The search starts from the settings in force (the config
+with the newest applied winner) and is a staged coordinate search, most influential
+first, stopping when the time budget is spent:
 
-1. kernel family and its parameters (a small grid per family), at the configured lambda;
-2. lambda of the model, for the best kernel;
-3. saturation of repeated interactions, and per-user dynamic decay (drift strength);
-4. per-event-type weights and memories (each type's x0.5 / x2), when the data has
-   more than one type.
+1. recency: how strongly a user's latest items weigh at scoring (`decay.recency_events`);
+2. model: EASE's lambda, item-item (similarity, neighbours), iALS (factors, reg);
+3. pairs: the time-gap decay of item-item relations (`decay.pair_half_life_days`);
+4. kernel: the decay kernel, its parameters and its reference (user's latest event or
+   the as-of instant);
+5. dynamics: saturation of repeated interactions, per-user drift memory;
+6. types: per-event-type weights and memories (x0.5 / x2), when the data has more than
+   one type.
 
-Every trial and the winner are written to the lake (`tuning_trials`, `tuning_winners`);
-the nightly flow applies the newest winner (see :func:`apply_latest_winner`).
+The winner is applied only if it beats the settings in force on validation. Every trial
+and the winner go to the lake (`tuning_trials`, `tuning_winners`); the nightly flow
+applies the newest applied winner (:func:`apply_latest_winner`) and logs what changed.
 """
 
 from __future__ import annotations
@@ -31,9 +37,24 @@ from decayrec.sqlfiles import connect, run_script, sql
 
 METRIC = "ndcg@10"
 
+# the ModelConfig fields tuning chooses (the rest: batch sizes, devices, the gate's own
+# settings, stay as configured)
+TUNED_MODEL_FIELDS = ("name", "l2", "similarity", "neighbours", "factors", "reg", "alpha")
+
+RECENCY_GRID = [{"recency_events": r} for r in (0.0, 1.0, 2.0, 3.0, 5.0, 10.0)]
+MODEL_GRID: list[dict[str, Any]] = [
+    *({"name": "ease", "l2": l2} for l2 in (50.0, 100.0, 200.0, 400.0, 800.0)),
+    *(
+        {"name": "itemknn", "similarity": s, "neighbours": n}
+        for s, n in (("jaccard", 100), ("jaccard", 300), ("cosine", 100))
+    ),
+    *({"name": "ials", "factors": f, "reg": r} for f, r in ((64, 1.0), (128, 10.0))),
+]
+PAIR_GRID = [{"pair_half_life_days": h} for h in (0.0, 1.0, 7.0, 30.0, 365.0)]
 KERNEL_GRID: list[dict[str, Any]] = [
     {"kernel": "none"},
     *({"kernel": "exponential", "half_life_days": h} for h in (30, 90, 365, 1095)),
+    {"kernel": "exponential", "half_life_days": 365, "reference": "as_of"},
     *(
         {"kernel": "power_law", "power_tau_days": t, "power_exponent": p}
         for t in (1, 30)
@@ -45,21 +66,38 @@ KERNEL_GRID: list[dict[str, Any]] = [
     ),
     *({"kernel": "window", "window_days": w} for w in (90, 365)),
 ]
-L2_GRID = (25.0, 50.0, 100.0, 200.0, 400.0)
-SATURATION_GRID: list[dict[str, Any]] = [{"saturation": "log1p"}, {"saturation": "cap"}]
-USER_DECAY_GRID: list[dict[str, Any]] = [
-    {"user_decay": "drift", "drift_strength": s} for s in (0.5, 1.0, 2.0)
+DYNAMICS_GRID: list[dict[str, Any]] = [
+    {"saturation": "log1p"},
+    {"saturation": "cap"},
+    *({"user_decay": "drift", "drift_strength": s} for s in (0.5, 1.0, 2.0)),
 ]
+KERNEL_KEYS = (
+    "kernel",
+    "half_life_days",
+    "power_tau_days",
+    "power_exponent",
+    "sigmoid_midpoint_days",
+    "sigmoid_width_days",
+    "window_days",
+    "reference",
+)
 
 
 @dataclass
 class Trial:
     number: int
     stage: str
-    decay: dict[str, Any]
-    l2: float
+    model: dict[str, Any]  # the tuned ModelConfig fields
+    decay: dict[str, Any]  # the whole DecayConfig
     score: float | None
     seconds: float
+
+    @property
+    def l2(self) -> float:
+        return float(self.model["l2"])
+
+    def describe(self) -> str:
+        return describe(self.model, self.decay)
 
 
 @dataclass
@@ -71,6 +109,28 @@ class TuneResult:
     trials: list[Trial] = field(default_factory=list)
     budget_exhausted: bool = False
 
+    @property
+    def applied(self) -> bool:
+        """The winner beat the settings in force on validation (the nightly takes it)."""
+        return self.winner is not self.baseline
+
+
+def tuned_model_fields(model: ModelConfig) -> dict[str, Any]:
+    dumped = model.model_dump(mode="json")
+    return {k: dumped[k] for k in TUNED_MODEL_FIELDS}
+
+
+def with_settings(
+    config: DecayrecConfig, model: dict[str, Any], decay: dict[str, Any]
+) -> DecayrecConfig:
+    """`config` with these tuned model fields and this decay."""
+    return config.model_copy(
+        update={
+            "decay": DecayConfig.model_validate(decay),
+            "model": ModelConfig.model_validate({**config.model.model_dump(), **model}),
+        }
+    )
+
 
 def tune(
     config: DecayrecConfig,
@@ -80,91 +140,100 @@ def tune(
     progress: Callable[[str], None] = print,
     max_trials: int | None = None,
 ) -> TuneResult:
-    """Search decay and model parameters on the validation split; record and return.
+    """Search model and decay settings on the validation split; record and return.
 
-    The search stops before a trial once `budget_seconds` are spent or `max_trials`
+    The search starts from the settings in force and stops before a trial that would
+    end past `budget_seconds` (judged by the last trial's time) or once `max_trials`
     trials have run."""
+    config, _ = apply_latest_winner(config)
     protocol = protocol or config.evaluation.protocols[0]
     tune_id = str(uuid.uuid4())
     started = time.perf_counter()
     trials: list[Trial] = []
-    base_decay = config.decay.model_dump()
-    best = {"decay": base_decay, "l2": config.model.l2}
-    best_score: float | None = None
+    best: dict[str, Any] = {
+        "model": tuned_model_fields(config.model),
+        "decay": config.decay.model_dump(mode="json"),
+    }
+    best_trial: Trial | None = None
     exhausted = False
 
-    def run(stage: str, decay: dict[str, Any], l2: float) -> Trial:
-        trial_config = config.model_copy(
-            update={
-                "decay": DecayConfig.model_validate(decay),
-                "model": config.model.model_copy(update={"l2": l2}),
-            }
-        )
+    def run(stage: str, model: dict[str, Any], decay: dict[str, Any]) -> Trial:
         t0 = time.perf_counter()
-        result = backtest(trial_config, as_of, protocol, split="validation")
+        result = backtest(with_settings(config, model, decay), as_of, protocol, "validation")
         score = result.get("model", {}).get(METRIC)
-        trial = Trial(len(trials) + 1, stage, decay, l2, score, round(time.perf_counter() - t0, 3))
+        trial = Trial(
+            len(trials) + 1, stage, model, decay, score, round(time.perf_counter() - t0, 3)
+        )
         trials.append(trial)
         return trial
 
-    def candidates() -> Iterator[tuple[str, dict[str, Any], float]]:
-        yield "baseline", base_decay, config.model.l2
+    def candidates() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+        yield "baseline", best["model"], best["decay"]
+        for params in RECENCY_GRID:
+            yield "recency", best["model"], {**best["decay"], **params}
+        for params in MODEL_GRID:
+            yield "model", {**best["model"], **params}, best["decay"]
+        for params in PAIR_GRID:
+            yield "pairs", best["model"], {**best["decay"], **params}
         for params in KERNEL_GRID:
-            yield "kernel", {**best["decay"], **_kernel_reset(params)}, best["l2"]
-        for l2 in L2_GRID:
-            yield "l2", best["decay"], l2
-        for params in [*SATURATION_GRID, *USER_DECAY_GRID]:
-            yield "dynamics", {**best["decay"], **params}, best["l2"]
+            yield "kernel", best["model"], {**best["decay"], **_kernel_reset(params)}
+        for params in DYNAMICS_GRID:
+            yield "dynamics", best["model"], {**best["decay"], **params}
         for event_type in _event_types(config):
             for key in ("type_weights", "type_memory"):
                 for factor in (0.5, 2.0):
                     current = dict(best["decay"][key])
                     current[event_type] = current.get(event_type, 1.0) * factor
-                    yield "types", {**best["decay"], key: current}, best["l2"]
+                    yield "types", best["model"], {**best["decay"], key: current}
 
     seen: set[str] = set()
-    for stage, raw_decay, l2 in candidates():
-        decay = DecayConfig.model_validate(raw_decay).model_dump()  # one spelling per point
-        key = json.dumps([decay, l2], sort_keys=True, default=str)
+    for stage, raw_model, raw_decay in candidates():
+        # one spelling per point
+        model = tuned_model_fields(
+            ModelConfig.model_validate({**config.model.model_dump(), **raw_model})
+        )
+        decay = DecayConfig.model_validate(raw_decay).model_dump(mode="json")
+        key = json.dumps([model, decay], sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)
         if max_trials is not None and len(trials) >= max_trials:
             break
-        if trials and time.perf_counter() - started > budget_seconds:
+        elapsed = time.perf_counter() - started
+        if trials and elapsed + trials[-1].seconds > budget_seconds:
             exhausted = True
             progress(
-                f"tune: time budget of {budget_seconds:.0f} s spent after {len(trials)} trials"
+                f"tune: time budget of {budget_seconds:.0f} s reached after {len(trials)} "
+                f"trials ({elapsed:.0f} s)"
             )
             break
-        trial = run(stage, decay, l2)
-        improved = trial.score is not None and (best_score is None or trial.score > best_score)
-        if improved:
-            best, best_score = {"decay": decay, "l2": l2}, trial.score
-        progress(
-            f"tune trial {trial.number} [{stage}] {_describe(decay, l2)}: "
-            f"validation {METRIC} {trial.score if trial.score is None else round(trial.score, 5)}"
-            f"{'  (best so far)' if improved else ''}  {trial.seconds:.1f} s"
+        trial = run(stage, model, decay)
+        improved = trial.score is not None and (
+            best_trial is None or best_trial.score is None or trial.score > best_trial.score
         )
-    winner = next(t for t in trials if t.decay == best["decay"] and t.l2 == best["l2"])
-    result = TuneResult(tune_id, protocol, winner, trials[0], trials, exhausted)
+        if improved:
+            best, best_trial = {"model": model, "decay": decay}, trial
+        progress(
+            f"tune trial {trial.number} [{stage}] {trial.describe()}: validation {METRIC} "
+            f"{trial.score if trial.score is None else round(trial.score, 5)}"
+            f"{'  (best so far)' if improved else ''}  {trial.seconds:.1f} s, "
+            f"{time.perf_counter() - started:.0f} of {budget_seconds:.0f} s"
+        )
+    baseline = trials[0]
+    winner = best_trial if best_trial is not None else baseline
+    result = TuneResult(tune_id, protocol, winner, baseline, trials, exhausted)
     record(config, as_of, result)
+    if result.applied:
+        progress(f"tune: the nightly now uses {winner.describe()} — was {baseline.describe()}")
+    else:
+        progress(f"tune: nothing beat the settings in force ({baseline.describe()})")
     return result
 
 
 def _kernel_reset(params: dict[str, Any]) -> dict[str, Any]:
     """A kernel grid point on top of the defaults of the other kernel parameters."""
-    defaults = DecayConfig().model_dump()
-    keys = (
-        "kernel",
-        "half_life_days",
-        "power_tau_days",
-        "power_exponent",
-        "sigmoid_midpoint_days",
-        "sigmoid_width_days",
-        "window_days",
-    )
-    return {**{k: defaults[k] for k in keys}, **params}
+    defaults = DecayConfig().model_dump(mode="json")
+    return {**{k: defaults[k] for k in KERNEL_KEYS}, **params}
 
 
 def _event_types(config: DecayrecConfig) -> list[str]:
@@ -178,26 +247,51 @@ def _event_types(config: DecayrecConfig) -> list[str]:
     return sorted(weighted) if len(weighted) > 1 else []
 
 
-def _describe(decay: dict[str, Any], l2: float) -> str:
+def describe(model: dict[str, Any], decay: dict[str, Any]) -> str:
+    """One line for operators: the model and its main settings, then the decay."""
+    name = model["name"]
+    if name == "ease":
+        parts = [f"ease λ {model['l2']:g}"]
+    elif name == "itemknn":
+        parts = [f"itemknn ({model['similarity']}, {model['neighbours']} neighbours)"]
+    elif name == "ials":
+        parts = [f"ials ({model['factors']} factors, reg {model['reg']:g})"]
+    else:
+        parts = [str(name)]
     kernel = decay["kernel"]
-    params = {
-        "exponential": ["half_life_days"],
-        "power_law": ["power_tau_days", "power_exponent"],
-        "sigmoid": ["sigmoid_midpoint_days", "sigmoid_width_days"],
-        "window": ["window_days"],
-        "none": [],
+    shape = {
+        "exponential": f"half-life {decay['half_life_days']:g} d",
+        "power_law": f"power law τ {decay['power_tau_days']:g} d, p {decay['power_exponent']:g}",
+        "sigmoid": f"sigmoid t0 {decay['sigmoid_midpoint_days']:g} d, "
+        f"s {decay['sigmoid_width_days']:g} d",
+        "window": f"window {decay['window_days']:g} d",
+        "none": "no time decay",
     }[kernel]
-    parts = [kernel, *(f"{p}={decay[p]:g}" for p in params), f"l2={l2:g}"]
+    if kernel != "none":
+        shape += (
+            " from the user's last event"
+            if decay["reference"] == "user_last"
+            else (" from the as-of date")
+        )
+    parts.append(shape)
+    if decay.get("recency_events", 0):
+        parts.append(f"recency {decay['recency_events']:g} events")
+    if decay.get("pair_half_life_days", 0):
+        parts.append(f"pair half-life {decay['pair_half_life_days']:g} d")
     if decay.get("saturation", "none") != "none":
-        parts.append(f"saturation={decay['saturation']}")
+        parts.append(f"saturation {decay['saturation']}")
     if decay.get("user_decay", "off") != "off":
-        parts.append(f"user_decay=drift^{decay['drift_strength']:g}")
+        parts.append(f"user drift ^{decay['drift_strength']:g}")
     defaults = DecayConfig().model_dump()
     for key in ("type_weights", "type_memory"):
         changed = {t: v for t, v in decay.get(key, {}).items() if defaults[key].get(t, 1.0) != v}
         if changed:
-            parts.append(f"{key}={changed}")
-    return " ".join(parts)
+            parts.append(f"{key} {changed}")
+    return ", ".join(parts)
+
+
+def describe_config(config: DecayrecConfig) -> str:
+    return describe(tuned_model_fields(config.model), config.decay.model_dump(mode="json"))
 
 
 def record(config: DecayrecConfig, as_of: datetime, result: TuneResult) -> None:
@@ -215,6 +309,7 @@ def record(config: DecayrecConfig, as_of: datetime, result: TuneResult) -> None:
                     "trial": t.number,
                     "stage": t.stage,
                     "decay": json.dumps(t.decay, sort_keys=True),
+                    "model": json.dumps(t.model, sort_keys=True),
                     "l2": t.l2,
                     "metric": METRIC,
                     "score": t.score,
@@ -231,11 +326,13 @@ def record(config: DecayrecConfig, as_of: datetime, result: TuneResult) -> None:
                 "as_of": as_of,
                 "protocol": result.protocol,
                 "decay": json.dumps(result.winner.decay, sort_keys=True),
+                "model": json.dumps(result.winner.model, sort_keys=True),
                 "l2": result.winner.l2,
                 "metric": METRIC,
                 "score": result.winner.score,
                 "baseline_score": result.baseline.score,
                 "n_trials": len(result.trials),
+                "applied": result.applied,
                 "recorded_at": now,
             },
         )
@@ -245,6 +342,9 @@ def record(config: DecayrecConfig, as_of: datetime, result: TuneResult) -> None:
 
 
 def latest_winner(config: DecayrecConfig) -> dict[str, Any] | None:
+    """The newest applied winner: tune_id, decay, model (tuned fields), l2, score."""
+    if not config.lake_path.exists():
+        return None
     con = connect(config.lake_path)
     try:
         run_script(con, "lake/tuning")
@@ -253,21 +353,23 @@ def latest_winner(config: DecayrecConfig) -> dict[str, Any] | None:
         con.close()
     if not rows:
         return None
-    tune_id, decay, l2, score = rows[0]
-    return {"tune_id": tune_id, "decay": json.loads(decay), "l2": l2, "score": score}
+    tune_id, decay, model, l2, score = rows[0]
+    model = json.loads(model) if model else {"l2": l2}  # winners before models were tuned
+    return {
+        "tune_id": tune_id,
+        "decay": json.loads(decay),
+        "model": model,
+        "l2": l2,
+        "score": score,
+    }
 
 
 def apply_latest_winner(config: DecayrecConfig) -> tuple[DecayrecConfig, str | None]:
-    """The config with the newest tuning winner's decay and lambda, when tuning is on."""
+    """The config with the newest applied tuning winner's model and decay settings, when
+    tuning is on."""
     if not config.use_tuned:
         return config, None
     winner = latest_winner(config)
     if winner is None:
         return config, None
-    tuned = config.model_copy(
-        update={
-            "decay": DecayConfig.model_validate(winner["decay"]),
-            "model": ModelConfig.model_validate({**config.model.model_dump(), "l2": winner["l2"]}),
-        }
-    )
-    return tuned, winner["tune_id"]
+    return with_settings(config, winner["model"], winner["decay"]), winner["tune_id"]

@@ -26,9 +26,10 @@ def tune_flow(
     validate(config, ingest(config, run_id), run_id)
     result = search(config, config.as_of_time(as_of), budget_seconds, protocol, max_trials)
     get_run_logger().info(
-        "tune %s: winner %s (validation %s) over baseline %s after %d trials",
+        "tune %s: %s %s (validation %s; settings in force %s) after %d trials",
         result.tune_id,
-        result.winner.decay,
+        "applied" if result.applied else "kept the settings in force:",
+        result.winner.describe(),
         result.winner.score,
         result.baseline.score,
         len(result.trials),
@@ -37,10 +38,13 @@ def tune_flow(
         "tune_id": result.tune_id,
         "protocol": result.protocol,
         "winner": {
+            "model": result.winner.model,
             "decay": result.winner.decay,
             "l2": result.winner.l2,
             "score": result.winner.score,
+            "described": result.winner.describe(),
         },
+        "applied": result.applied,
         "baseline_score": result.baseline.score,
         "n_trials": len(result.trials),
         "budget_exhausted": result.budget_exhausted,

@@ -89,6 +89,20 @@ def decay_markdown(decay: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def gate_markdown(gate: dict[str, Any]) -> str:
+    """The gate's decision; a popularity-floor decision leads with a warning."""
+    lines = ["# Gate", ""]
+    if gate.get("warning"):
+        lines += [f"**Warning: {gate['warning']}**", ""]
+    lines += [f"decision: `{gate.get('decision')}`", "", f"reason: {gate.get('reason')}", ""]
+    lines += ["| | " + gate.get("metric", "") + " |", "|---|---|"]
+    for side in ("challenger", "champion", "popularity"):
+        value = gate.get(side)
+        if value is not None:
+            lines.append(f"| {side} | {value:.4f} |")
+    return "\n".join(lines)
+
+
 def sample_rows(lists_path: str, n_users: int = SAMPLE_USERS) -> list[dict[str, Any]]:
     table = pq.read_table(lists_path)
     users = sorted(pc.unique(table["user_id"]).to_pylist())[:n_users]
@@ -127,6 +141,15 @@ def run_artifacts(
                 description=f"The lists of the first {SAMPLE_USERS} users",
             )
             made.append("nightly-lists-sample")
+        gate = (outcome.metrics or {}).get("gate")
+        if gate:
+            create_markdown_artifact(
+                gate_markdown(gate),
+                key="nightly-gate",
+                description="Which lists were published and why"
+                + (" (WARNING: below the popularity floor)" if gate.get("warning") else ""),
+            )
+            made.append("nightly-gate")
         decay = (outcome.metrics or {}).get("decay")
         if decay:
             create_markdown_artifact(

@@ -5,8 +5,8 @@ from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
 from decayrec.features import Snapshot
-from decayrec.registry import KEEP, PROMOTE, Registry, gate
-from decayrec.train import TrainedLists, score_saved_model
+from decayrec.registry import KEEP, POPULARITY, PROMOTE, Registry, gate
+from decayrec.train import TrainedLists, popularity_lists, score_saved_model
 
 
 @task(name="gate")
@@ -27,9 +27,15 @@ def champion_gate(
     )
     decision = gate(config, as_of_time, metrics, champion)
     decision["challenger_id"] = challenger.model_id
-    get_run_logger().info("gate: %s (%s)", decision["decision"], decision["reason"])
+    logger = get_run_logger()
+    if "warning" in decision:
+        logger.warning("gate: %s (%s)", decision["decision"], decision["warning"])
+    else:
+        logger.info("gate: %s (%s)", decision["decision"], decision["reason"])
     if decision["decision"] == KEEP:
         return score_saved_model(config, champion, snapshot, run_id), decision
+    if decision["decision"] == POPULARITY:
+        return popularity_lists(config, snapshot, run_id), decision
     return trained, decision
 
 

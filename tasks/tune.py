@@ -7,15 +7,20 @@ from prefect import get_run_logger, task
 from decayrec.config import DecayrecConfig
 from decayrec.features import Snapshot
 from decayrec.plots import decay_report
-from decayrec.tune import TuneResult, apply_latest_winner, tune
+from decayrec.tune import TuneResult, apply_latest_winner, describe_config, tune
 from decayrec.warehouse import configured_warehouse
 from tasks import TIMEOUTS
 
 
 @task(name="configure", timeout_seconds=TIMEOUTS["small"])
 def configure(config: DecayrecConfig) -> tuple[DecayrecConfig, str | None]:
-    """The run's config: the newest tuning winner's decay and lambda, if any and wanted."""
-    return apply_latest_winner(config)
+    """The run's config: the newest applied tuning winner's model and decay, if any and
+    wanted; logs one line when it differs from the configured settings."""
+    tuned, tune_id = apply_latest_winner(config)
+    before, after = describe_config(config), describe_config(tuned)
+    if tune_id is not None and before != after:
+        get_run_logger().info("nightly now uses %s (tune %s) — was %s", after, tune_id, before)
+    return tuned, tune_id
 
 
 @task(name="search", timeout_seconds=24 * 3600)

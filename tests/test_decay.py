@@ -76,11 +76,12 @@ def events_connection(rows, user_memory=None):
         "event_ts timestamptz, value double)"
     )
     con.executemany("insert into source_events values (?, ?, ?, ?, null)", rows)
-    con.execute("create temp table reference_times (user_id varchar, ref_ts timestamptz)")
     return con
 
 
 def weights(con, decay, user_memory=None):
+    """The SQL's weights with ages counted from AS_OF (as the Python reference does)."""
+    decay = decay.model_copy(update={"reference": "as_of"})
     compute_interactions(con, decay, AS_OF, user_memory)
     return {
         (u, i): w

@@ -18,6 +18,16 @@ from decayrec.sqlfiles import connect
 HALF_LIVES = (20.0, 40.0, 80.0)
 
 
+def still() -> DecayConfig:
+    """No time in the weights at all: no kernel, no recency weighting."""
+    return DecayConfig(kernel="none", recency_events=0.0)
+
+
+def kernel_only(**kw) -> DecayConfig:
+    """The kernel alone (no recency weighting at scoring), to measure what it adds."""
+    return DecayConfig(recency_events=0.0, **kw)
+
+
 def lake(path, events) -> DecayrecConfig:
     config = DecayrecConfig(data_dir=path, evaluation=EvaluationConfig(protocols=["global_time"]))
     con = open_lake(config)
@@ -39,8 +49,8 @@ def chosen_on_validation(config: DecayrecConfig, variants: list[DecayConfig]) ->
 def test_decay_beats_no_decay_by_a_wide_margin_when_everyone_drifts(tmp_path):
     events, _ = drift_events(fast_days=45, slow_days=240)
     config = lake(tmp_path, events)
-    flat = ndcg(config, DecayConfig(kernel="none"), "test")
-    best = chosen_on_validation(config, [DecayConfig(half_life_days=h) for h in HALF_LIVES])
+    flat = ndcg(config, still(), "test")
+    best = chosen_on_validation(config, [kernel_only(half_life_days=h) for h in HALF_LIVES])
     decayed = ndcg(config, best, "test")
     assert decayed >= 1.3 * flat
 
@@ -48,9 +58,9 @@ def test_decay_beats_no_decay_by_a_wide_margin_when_everyone_drifts(tmp_path):
 def test_per_user_memory_beats_one_half_life_when_drift_speeds_differ(tmp_path):
     events, _ = drift_events(fast_days=60, slow_days=1000)
     config = lake(tmp_path, events)
-    one = chosen_on_validation(config, [DecayConfig(half_life_days=h) for h in HALF_LIVES])
+    one = chosen_on_validation(config, [kernel_only(half_life_days=h) for h in HALF_LIVES])
     per_user = chosen_on_validation(
-        config, [DecayConfig(half_life_days=h, user_decay="drift") for h in HALF_LIVES]
+        config, [kernel_only(half_life_days=h, user_decay="drift") for h in HALF_LIVES]
     )
     global_score = ndcg(config, one, "test")
     per_user_score = ndcg(config, per_user, "test")
@@ -62,7 +72,6 @@ def test_drift_memory_recovers_who_drifts():
     con = connect()
     con.register("incoming", events)
     con.execute("create temp table source_events as from incoming")
-    con.execute("create temp table reference_times (user_id varchar, ref_ts timestamptz)")
     decay = DecayConfig(half_life_days=40)
     compute_interactions(con, decay, AS_OF)
     memory = estimate_user_memory(read_matrix(con), con, decay).to_pydict()
@@ -83,7 +92,6 @@ def test_users_with_little_history_keep_memory_one():
     con = connect()
     con.register("incoming", events)
     con.execute("create temp table source_events as from incoming")
-    con.execute("create temp table reference_times (user_id varchar, ref_ts timestamptz)")
     decay = DecayConfig(user_decay="drift")
     compute_interactions(con, decay, AS_OF)
     memory = estimate_user_memory(read_matrix(con), con, decay).to_pydict()
@@ -110,7 +118,7 @@ def test_on_the_project_generator_decay_beats_no_decay_when_users_drift(tmp_path
         return backtest(trial, as_of, "global_time", split=split)["model"]["ndcg@10"]
 
     best = max(
-        (DecayConfig(half_life_days=h) for h in (30.0, 60.0, 120.0)),
+        (kernel_only(half_life_days=h) for h in (30.0, 60.0, 120.0)),
         key=lambda d: score(d, "validation"),
     )
-    assert score(best, "test") >= 1.2 * score(DecayConfig(kernel="none"), "test")
+    assert score(best, "test") >= 1.2 * score(still(), "test")

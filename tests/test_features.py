@@ -18,7 +18,7 @@ def days_before(days: float, ref: datetime = AS_OF) -> datetime:
     return ref - timedelta(days=days)
 
 
-def make_con(events, reference_times=()):
+def make_con(events):
     """events: (user_id, item_id, event_type, event_ts, value) tuples."""
     con = connect()
     con.execute(
@@ -28,9 +28,6 @@ def make_con(events, reference_times=()):
     if events:
         con.executemany("insert into events values (?, ?, ?, ?, ?)", list(events))
     con.execute("create or replace temp view source_events as select * from events")
-    con.execute("create temp table reference_times (user_id varchar, ref_ts timestamptz)")
-    if reference_times:
-        con.executemany("insert into reference_times values (?, ?)", list(reference_times))
     return con
 
 
@@ -40,7 +37,11 @@ def weights_by_pair(con) -> dict[tuple[str, str], float]:
 
 
 def decay(**kw) -> DecayConfig:
+    """Ages from the as-of instant and no recency weighting unless a test says so: the
+    kernels' arithmetic is checked against AS_OF."""
     kw.setdefault("type_weights", WEIGHTS)
+    kw.setdefault("reference", "as_of")
+    kw.setdefault("recency_events", 0.0)
     return DecayConfig(**kw)
 
 
@@ -155,26 +156,56 @@ def test_very_old_event_weighs_zero_but_pair_stays_in_matrix():
     assert m.popularity[1] == 0.0
 
 
-def test_per_user_reference_times_override_as_of():
-    ref_u1 = AS_OF - timedelta(days=30)
+def test_user_last_reference_counts_ages_from_each_users_latest_event():
     con = make_con(
         [
-            # u1 has its own reference time 30 days before AS_OF
-            ("u1", "a", "view", days_before(10, ref_u1), None),  # 10 d before ref_u1 -> 0.5
-            ("u1", "b", "view", ref_u1, None),  # at ref_u1: excluded
-            ("u1", "c", "view", days_before(5), None),  # before AS_OF but after ref_u1
-            # u2 has no row: AS_OF applies
-            ("u2", "a", "view", days_before(20), None),  # 20 d before AS_OF -> 0.25
-            ("u2", "c", "view", days_before(5), None),
-        ],
-        reference_times=[("u1", ref_u1)],
+            # u1 left 100 days ago: its ages count from its own latest event
+            ("u1", "a", "view", days_before(110), None),  # 10 d before u1's last -> 0.5
+            ("u1", "b", "view", days_before(100), None),  # u1's last event -> 1
+            # u2 was active yesterday
+            ("u2", "a", "view", days_before(21), None),  # 20 d before u2's last -> 0.25
+            ("u2", "c", "view", days_before(1), None),  # -> 1
+            ("u2", "d", "view", AS_OF, None),  # at AS_OF: excluded
+        ]
     )
-    compute_interactions(con, decay(kernel="exponential", half_life_days=10), AS_OF)
+    compute_interactions(
+        con, decay(kernel="exponential", half_life_days=10, reference="user_last"), AS_OF
+    )
     assert weights_by_pair(con) == {
         ("u1", "a"): pytest.approx(0.5, rel=1e-12),
+        ("u1", "b"): pytest.approx(1.0, rel=1e-12),
         ("u2", "a"): pytest.approx(0.25, rel=1e-12),
-        ("u2", "c"): pytest.approx(2**-0.5, rel=1e-12),
+        ("u2", "c"): pytest.approx(1.0, rel=1e-12),
     }
+    # decayed popularity still counts from the as-of instant
+    m = read_matrix(con)
+    assert list(m.item_ids) == ["a", "b", "c"]
+    assert m.popularity == pytest.approx(
+        [2**-11 + 2**-2.1, 2**-10, 2**-0.1], rel=1e-12
+    )
+
+
+def test_score_weights_halve_every_recency_events_later_items_and_ties_share():
+    con = make_con(
+        [
+            ("u1", "a", "view", days_before(3), None),  # 2 items later -> 2^-1
+            ("u1", "b", "view", days_before(2), None),  # 1 item later -> 2^-0.5
+            ("u1", "c", "view", days_before(1), None),  # latest -> 1
+            ("u2", "a", "view", days_before(5), None),  # 2 items later (a tie) -> 2^-1
+            ("u2", "b", "view", days_before(4), None),  # tied latest -> 1
+            ("u2", "c", "view", days_before(4), None),  # tied latest -> 1
+        ]
+    )
+    compute_interactions(con, decay(kernel="none", recency_events=2.0), AS_OF)
+    m = read_matrix(con, AS_OF)
+    assert m.weights == pytest.approx([1.0] * 6)  # models learn from unweighted rows
+    assert m.score_weights == pytest.approx([0.5, 2**-0.5, 1.0, 0.5, 1.0, 1.0], rel=1e-12)
+    assert m.times[2] == pytest.approx(days_before(1).timestamp())
+    off = make_con([("u1", "a", "view", days_before(3), None)])
+    compute_interactions(off, decay(kernel="none", recency_events=0.0), AS_OF)
+    matrix = read_matrix(off, AS_OF)
+    assert matrix.row_weights is matrix.score_weights
+    assert matrix.score_weights == pytest.approx(matrix.weights)
 
 
 def test_dense_id_maps_are_in_id_order_and_popularity_is_sum_of_weights():

@@ -1,3 +1,5 @@
--- Records one tuning trial: the decay settings and lambda tried and the validation score.
-insert into tuning_trials
-values ($tune_id, $trial, $stage, $decay, $l2, $metric, $score, $seconds, $recorded_at)
+-- Records one tuning trial: the model and decay settings tried and the validation score.
+insert into tuning_trials (
+    tune_id, trial, stage, decay, l2, metric, score, seconds, recorded_at, model
+)
+values ($tune_id, $trial, $stage, $decay, $l2, $metric, $score, $seconds, $recorded_at, $model)

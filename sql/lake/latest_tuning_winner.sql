@@ -1,5 +1,7 @@
--- Returns the newest tuning winner (tune_id, decay settings as JSON, lambda, score).
-select tune_id, decay, l2, score
+-- Returns the newest applied tuning winner (tune_id, decay and model settings as JSON,
+-- lambda, score); winners recorded before `applied` existed count as applied.
+select tune_id, decay, model, l2, score
 from tuning_winners
+where coalesce(applied, true)
 order by recorded_at desc, tune_id desc
 limit 1

@@ -1,4 +1,6 @@
--- Tuning history in the lake: every trial of every tune run, and each run's winner.
+-- Tuning history in the lake: every trial of every tune run, and each run's winner
+-- (model and decay settings as JSON, and `applied`: the winner beat the settings in force
+-- on validation, so the nightly takes it).
 
 create table if not exists tuning_trials (
     tune_id varchar not null,
@@ -12,6 +14,8 @@ create table if not exists tuning_trials (
     recorded_at timestamptz not null
 );
 
+alter table tuning_trials add column if not exists model json;
+
 create table if not exists tuning_winners (
     tune_id varchar not null,
     as_of timestamptz not null,
@@ -24,3 +28,7 @@ create table if not exists tuning_winners (
     n_trials integer not null,
     recorded_at timestamptz not null
 );
+
+alter table tuning_winners add column if not exists model json;
+
+alter table tuning_winners add column if not exists applied boolean;

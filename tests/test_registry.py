@@ -15,8 +15,8 @@ from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig, Sourc
 from decayrec.evaluate import evaluate_all
 from decayrec.features import build_snapshot
 from decayrec.ingest import load_batches, stage_sources
-from decayrec.registry import KEEP, PROMOTE, Registry, code_version, gate
-from decayrec.train import score_saved_model, train_and_score
+from decayrec.registry import KEEP, POPULARITY, PROMOTE, Registry, code_version, gate
+from decayrec.train import popularity_lists, score_saved_model, train_and_score
 
 AS_OF = date(2024, 4, 1)
 GOOD = ModelConfig(name="itemknn", neighbours=20)
@@ -116,3 +116,39 @@ def test_registry_keeps_config_snapshot_metrics_and_code_version(lake, tmp_path)
     assert record.load().S is not None
     history = (tmp_path / "models" / "champion_history.jsonl").read_text().splitlines()
     assert len(history) == 1
+
+
+def below_the_floor(metrics):
+    """The metrics of a challenger 0.01 NDCG@10 below decayed popularity on the same
+    backtest (the backtest itself is real; only the challenger's figure is set)."""
+    result = metrics["global_time"]
+    model = {**result["model"], "ndcg@10": result["popularity"]["ndcg@10"] - 0.01}
+    return {**metrics, "global_time": {**result, "model": model}}
+
+
+def test_a_challenger_below_popularity_is_never_published(lake, tmp_path):
+    registry = Registry(tmp_path)
+    good = lake.model_copy(update={"model": GOOD})
+    _, snapshot, trained, metrics = nightly_steps(good, "run-good")
+    assert (
+        metrics["global_time"]["model"]["ndcg@10"] > metrics["global_time"]["popularity"]["ndcg@10"]
+    )
+    # no champion: the popularity lists are published, with a warning
+    weak = lake.model_copy(update={"model": GOOD.model_copy(update={"neighbours": 5})})
+    as_of_time, snapshot, _, weak_metrics = nightly_steps(weak, "run-weak")
+    decision = gate(weak, as_of_time, below_the_floor(weak_metrics), None)
+    assert decision["decision"] == POPULARITY, decision
+    assert "below decayed popularity" in decision["warning"]
+    assert decision["challenger"] < decision["popularity"]
+    lists = popularity_lists(weak, snapshot, "run-weak")
+    table = pq.read_table(lists.lists_path)
+    assert set(table["source"].to_pylist()) == {"fallback"}
+    assert lists.n_users == snapshot.n_users and lists.model == "popularity"
+
+    # a champion that clears the floor is published instead of the weak challenger
+    registry.register("run-good", trained.model_path, good, snapshot.snapshot_id, metrics)
+    registry.promote("run-good", "first")
+    decision = gate(weak, as_of_time, below_the_floor(weak_metrics), registry.champion())
+    assert decision["decision"] == KEEP, decision
+    assert decision["champion"] >= decision["popularity"] > decision["challenger"]
+    assert "champion" in decision["warning"]

@@ -1,6 +1,7 @@
 """Tuning reads the validation split only: poisoning the test window changes nothing."""
 
-from datetime import UTC, datetime, timedelta
+import shutil
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -123,3 +124,24 @@ def test_tune_flow_runs_in_prefect_and_the_weekly_deployment(tmp_path, prefect_h
     assert latest_winner(config)["tune_id"] == result["tune_id"]
     [schedule] = tune_deployment(config).schedules
     assert schedule.schedule.cron == "0 3 * * 0"
+
+
+def test_tune_never_makes_the_published_lists_worse(ratings_lake, tmp_path):
+    """On MovieLens-small: the settings tune applies publish at least the test-split NDCG
+    of the settings it started from (the backtest is the published lists' measure, see
+    test_one_computation.py). Item-item keeps each trial to a few seconds."""
+    shutil.copyfile(ratings_lake.lake_path, tmp_path / "lake.duckdb")  # tune records into it
+    start = ratings_lake.model_copy(
+        update={
+            "data_dir": tmp_path,
+            "model": ratings_lake.model.model_copy(update={"name": "itemknn"}),
+        }
+    )
+    as_of = start.as_of_time(date(2018, 10, 1))
+    result = tune(start, as_of, protocol="user_time", progress=lambda m: None, max_trials=6)
+    tuned, tune_id = apply_latest_winner(start)
+    assert tune_id == result.tune_id
+    before = backtest(start.model_copy(update={"use_tuned": False}), as_of, "user_time")
+    after = backtest(tuned, as_of, "user_time")
+    assert result.winner.score >= result.baseline.score
+    assert after["model"]["ndcg@10"] >= before["model"]["ndcg@10"]

@@ -149,14 +149,14 @@ class DecayConfig(_Model):
         "popularity always counts from the as-of instant",
     )
     recency_events: float = Field(
-        3.0,
+        5.0,
         ge=0,
         description="scoring: a user's item is weighted 2^(-n / recency_events), n = the "
         "user's items touched later than it (what the user did last counts most); 0: off. "
         "Models learn from the unweighted rows",
     )
     pair_half_life_days: float = Field(
-        0.0,
+        1.0,
         ge=0,
         description="item-item relations (EASE's gram, item-item's co-occurrences): a user's "
         "pair of items counts 2^(-gap / pair_half_life_days), gap = days between the user's "
@@ -233,7 +233,7 @@ class ModelConfig(_Model):
     """The model trained each night, and the champion/challenger gate it must pass."""
 
     name: ModelName = Field(ModelName.ease, description="model to train")
-    l2: float = Field(100.0, gt=0, description="EASE ridge penalty lambda")
+    l2: float = Field(400.0, gt=0, description="EASE ridge penalty lambda")
     seed: int = Field(0, description="random seed of models with a random start")
     factors: int = Field(64, ge=1, description="iALS latent dimensions")
     alpha: float = Field(10.0, gt=0, description="iALS confidence 1 + alpha * weight")

@@ -14,7 +14,10 @@ first, stopping when the time budget is spent:
    the as-of instant);
 5. dynamics: saturation of repeated interactions, per-user drift memory;
 6. types: per-event-type weights and memories (x0.5 / x2), when the data has more than
-   one type.
+   one type;
+
+then, while time is left, recency, the chosen model's own settings and pairs again
+around the new best.
 
 The winner is applied only if it beats the settings in force on validation. Every trial
 and the winner go to the lake (`tuning_trials`, `tuning_winners`); the nightly flow
@@ -169,22 +172,28 @@ def tune(
 
     def candidates() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
         yield "baseline", best["model"], best["decay"]
-        for params in RECENCY_GRID:
-            yield "recency", best["model"], {**best["decay"], **params}
-        for params in MODEL_GRID:
-            yield "model", {**best["model"], **params}, best["decay"]
-        for params in PAIR_GRID:
-            yield "pairs", best["model"], {**best["decay"], **params}
-        for params in KERNEL_GRID:
-            yield "kernel", best["model"], {**best["decay"], **_kernel_reset(params)}
-        for params in DYNAMICS_GRID:
-            yield "dynamics", best["model"], {**best["decay"], **params}
-        for event_type in _event_types(config):
-            for key in ("type_weights", "type_memory"):
-                for factor in (0.5, 2.0):
-                    current = dict(best["decay"][key])
-                    current[event_type] = current.get(event_type, 1.0) * factor
-                    yield "types", best["model"], {**best["decay"], key: current}
+        for round_ in (1, 2):  # round 2 revisits recency, the model and pairs (if time)
+            for params in RECENCY_GRID:
+                yield "recency", best["model"], {**best["decay"], **params}
+            for params in MODEL_GRID:
+                if round_ == 1 or params["name"] == best["model"]["name"]:
+                    yield "model", {**best["model"], **params}, best["decay"]
+            for params in PAIR_GRID:
+                yield "pairs", best["model"], {**best["decay"], **params}
+            if round_ == 2:
+                return
+            for params in KERNEL_GRID:
+                yield "kernel", best["model"], {**best["decay"], **_kernel_reset(params)}
+            for params in DYNAMICS_GRID:
+                if "user_decay" in params and best["decay"]["kernel"] == "none":
+                    continue  # a user's memory stretches ages: nothing to stretch
+                yield "dynamics", best["model"], {**best["decay"], **params}
+            for event_type in _event_types(config):
+                for key in ("type_weights", "type_memory"):
+                    for factor in (0.5, 2.0):
+                        current = dict(best["decay"][key])
+                        current[event_type] = current.get(event_type, 1.0) * factor
+                        yield "types", best["model"], {**best["decay"], key: current}
 
     seen: set[str] = set()
     for stage, raw_model, raw_decay in candidates():

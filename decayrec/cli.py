@@ -247,9 +247,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(config: DecayrecConfig, summary: dict[str, Any]) -> None:
+    from decayrec.config import mask_url
+    from decayrec.sqlfiles import sql
     from decayrec.warehouse import open_warehouse
 
-    warehouse = open_warehouse(config.resolved_warehouse_url)
+    url = config.resolved_warehouse_url
+    warehouse = open_warehouse(url, config.warehouse)
     print(
         f"\nrun {summary['run_id']} for {summary['as_of']}: {summary['n_rows']} rows for "
         f"{summary['n_users']} users ({summary['n_fallback_rows']} from the popularity "
@@ -268,18 +271,15 @@ def _report(config: DecayrecConfig, summary: dict[str, Any]) -> None:
             print(f"{protocol}: {result.get('skipped')}")
     print(f"lake (events, quarantine, load_log): {config.lake_path}")
     print(
-        f"warehouse (recommendations, recommendation_runs, recommendations_latest): "
-        f"{config.resolved_warehouse_url}"
+        f"warehouse (recommendations, recommendation_runs, recommendations_latest): {mask_url(url)}"
     )
-    sample = warehouse.query(
-        "select user_id, rank, item_id, round(score, 4) as score, source "
-        "from recommendations_latest where user_id = (select min(user_id) from "
-        "recommendations_latest) order by rank"
-    ).to_pylist()
+    # scores rounded here: PostgreSQL has no round(double precision, integer)
+    sample = warehouse.query(sql("ops/report_sample")).to_pylist()
     if sample:
         print(f"list of user {sample[0]['user_id']}:")
         for row in sample:
-            print(f"  {row['rank']:>3}  {row['item_id']:<12} {row['score']:>10}  {row['source']}")
+            score = round(float(row["score"]), 4)
+            print(f"  {row['rank']:>3}  {row['item_id']:<12} {score:>10}  {row['source']}")
 
 
 if __name__ == "__main__":

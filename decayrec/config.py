@@ -326,7 +326,11 @@ class EvaluationConfig(_Model):
 # Identifiers that name a database object (a PostgreSQL schema): plain names only.
 _SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
-_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:]*):(?P<password>[^/@]*)@")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+# what precedes a '?' when the first '@' is in the query: [host][:port][/path]
+_HOST_PORT_PATH = re.compile(r"[^:/@]*(:\d*)?(/.*)?", re.DOTALL)
+# a query parameter holding a password (password=, sslpassword=, any case)
+_QUERY_PASSWORD = re.compile(r"(?P<key>(?:^|[?&;])[^=&;?#]*password=)(?P<value>[^&;]*)", re.I)
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -339,18 +343,58 @@ def check_identifier(name: str, what: str) -> str:
     return name
 
 
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(scheme://, userinfo, @rest) of a URL with a userinfo part, else None. The userinfo
+    runs to the last '@' before the host, whatever it holds ('/', ':', '@', '?', '#', '%'
+    included: a password typed raw into a URL); an '@' that only appears in the query
+    string (after host[:port][/path]?) is not one."""
+    scheme = _URL_SCHEME.match(url)
+    if not scheme:
+        return None
+    rest = url[scheme.end() :]
+    first_at = rest.find("@")
+    if first_at < 0:
+        return None
+    query = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    if query < first_at and _HOST_PORT_PATH.fullmatch(rest[:query]):
+        return None
+    after = [i for i in (rest.find("?", first_at), rest.find("#", first_at)) if i >= 0]
+    last_at = rest.rfind("@", 0, min(after, default=len(rest)))
+    return url[: scheme.end()], rest[:last_at], rest[last_at:]
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password in a URL: the userinfo's (scheme://user:password@host/...) and the
+    query's (?password=..., ?sslpassword=..., any case), as written (maybe
+    percent-encoded)."""
+    found = []
+    tail = url
+    parts = _split_userinfo(url)
+    if parts is not None:
+        _, userinfo, tail = parts
+        if ":" in userinfo and userinfo.split(":", 1)[1]:
+            found.append(userinfo.split(":", 1)[1])
+    found += [m.group("value") for m in _QUERY_PASSWORD.finditer(tail) if m.group("value")]
+    return found
+
+
 def url_password(url: str) -> str | None:
-    """The password embedded in a URL (scheme://user:password@host/...), if any."""
-    m = _URL_PASSWORD.match(url)
-    return m.group("password") if m and m.group("password") else None
+    """The (first) password embedded in a URL, if any: see url_passwords."""
+    passwords = url_passwords(url)
+    return passwords[0] if passwords else None
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, safe to print, log and record."""
-    m = _URL_PASSWORD.match(url)
-    if not m or not m.group("password"):
-        return url
-    return f"{m.group('head')}:***@{url[m.end() :]}"
+    """The URL with every password replaced by ***, safe to print, log and record: the
+    userinfo's (user:***@host) and the query's (password=***)."""
+    head, tail = "", url
+    parts = _split_userinfo(url)
+    if parts is not None:
+        scheme, userinfo, tail = parts
+        user, colon, password = userinfo.partition(":")
+        head = f"{scheme}{user}:***" if colon and password else f"{scheme}{userinfo}"
+    tail = _QUERY_PASSWORD.sub(lambda m: m.group("key") + ("***" if m.group("value") else ""), tail)
+    return head + tail
 
 
 class WarehouseConfig(_Model):

@@ -7,13 +7,20 @@ T is the as-of time of the run; ages count from it or from the user's own latest
 function (:func:`compute_features`) on the events they may see. Every (user, item) pair
 with an event before T is in the matrix, even where its weight has decayed to nothing,
 so "already seen" never depends on decay.
+
+A snapshot lives in `<data_dir>/snapshots/<snapshot_id>/`; its `snapshot.json` holds the
+path relative to the data dir and the SHA-256 of each Parquet file. A Snapshot read back
+always points into the current configuration's data dir (a moved or copied data dir
+reads its own files), a reused snapshot is checked against its checksums (rebuilt when
+a file is missing or changed), and a loaded matrix must have finite weights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -26,10 +33,23 @@ from decayrec.config import DecayConfig, DecayrecConfig
 from decayrec.decay import effective_half_life
 from decayrec.sqlfiles import connect, run_script, sql
 
+log = logging.getLogger(__name__)
+
+SNAPSHOTS = "snapshots"
+SNAPSHOT_META = "snapshot.json"
+SNAPSHOT_FILES = ("matrix.parquet", "users.parquet", "items.parquet", "user_decay.parquet")
+SEQUENCES_FILE = "sequences.parquet"
+
+
+class SnapshotError(ValueError):
+    """A snapshot whose files cannot be read or hold weights that are not finite."""
+
 
 @dataclass
 class Snapshot:
-    """Where a run's matrix lives and what it was built from."""
+    """Where a run's matrix lives and what it was built from. `path` is the snapshot's
+    directory under the data dir in use (snapshot.json stores it relative to the data
+    dir); `files` the SHA-256 of each of its Parquet files."""
 
     snapshot_id: str
     path: str
@@ -39,6 +59,61 @@ class Snapshot:
     n_nonzero: int
     n_events: int
     has_sequences: bool = False  # each user's recent events (sequences.parquet) are kept
+    files: dict[str, str] = field(default_factory=dict)
+
+    def under(self, data_dir: str | Path) -> Snapshot:
+        """This snapshot in `data_dir` (its directory re-derived from the id)."""
+        return replace(self, path=str(snapshot_dir(data_dir, self.snapshot_id)))
+
+
+def snapshot_dir(data_dir: str | Path, snapshot_id: str) -> Path:
+    """`<data_dir>/snapshots/<snapshot_id>` (the id checked: a plain name)."""
+    if not snapshot_id or Path(snapshot_id).name != snapshot_id or snapshot_id in (".", ".."):
+        raise SnapshotError(f"snapshot id {snapshot_id!r} is not a plain directory name")
+    return Path(data_dir) / SNAPSHOTS / snapshot_id
+
+
+def read_snapshot(meta_path: str | Path, data_dir: str | Path) -> Snapshot:
+    """The Snapshot of a snapshot.json, pointing into `data_dir`: the stored path, relative
+    to the data dir, is resolved against it; an absolute one (snapshots written before
+    relative paths) is re-derived from the snapshot id, never followed."""
+    meta_path = Path(meta_path)
+    try:
+        meta = json.loads(meta_path.read_text())
+        snapshot = Snapshot(**meta)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise SnapshotError(
+            f"snapshot file {meta_path} cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+    stored = Path(snapshot.path)
+    if stored.is_absolute() or ".." in stored.parts:
+        return snapshot.under(data_dir)
+    return replace(snapshot, path=str(Path(data_dir) / stored))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def snapshot_problem(snapshot: Snapshot) -> str | None:
+    """Why a stored snapshot cannot be reused (a file missing or not matching its
+    checksum; no checksums: written before they were kept), or None."""
+    if not snapshot.files:
+        return f"{Path(snapshot.path) / SNAPSHOT_META} holds no checksums (an older snapshot)"
+    needed = set(SNAPSHOT_FILES) | ({SEQUENCES_FILE} if snapshot.has_sequences else set())
+    for name in sorted(needed | set(snapshot.files)):
+        path = Path(snapshot.path) / name
+        if name not in snapshot.files or Path(name).name != name:
+            return f"{Path(snapshot.path) / SNAPSHOT_META} has no checksum for {name}"
+        if not path.is_file():
+            return f"{path} is missing"
+        if file_sha256(path) != snapshot.files[name]:
+            return f"{path} does not match its SHA-256 checksum"
+    return None
 
 
 @dataclass
@@ -264,10 +339,18 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
             sort_keys=True,
         )
         snapshot_id = hashlib.sha256(key.encode()).hexdigest()[:16]
-        out = Path(config.data_dir) / "snapshots" / snapshot_id
-        meta_path = out / "snapshot.json"
+        out = snapshot_dir(config.data_dir, snapshot_id)
+        meta_path = out / SNAPSHOT_META
         if meta_path.exists():
-            return Snapshot(**json.loads(meta_path.read_text()))
+            try:
+                stored = read_snapshot(meta_path, config.data_dir)
+                problem = snapshot_problem(stored)
+            except SnapshotError as exc:
+                stored, problem = None, str(exc)
+            if problem is None:
+                return stored
+            log.warning("snapshot %s is rebuilt: %s", snapshot_id, problem)
+            meta_path.unlink()  # written again last, once every file is
         con.execute("create or replace temp view source_events as select * from events")
         compute_interactions(con, config.decay, as_of)
         out.mkdir(parents=True, exist_ok=True)
@@ -275,26 +358,33 @@ def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
         coo = con.sql(sql("features/matrix")).to_arrow_table()
         users = con.sql("from user_index").to_arrow_table()
         items = con.sql("from item_index").to_arrow_table()
-        pq.write_table(coo, out / "matrix.parquet")
-        pq.write_table(users, out / "users.parquet")
-        pq.write_table(items, out / "items.parquet")
-        pq.write_table(user_decay_table(con, config.decay), out / "user_decay.parquet")
+        tables = {
+            "matrix.parquet": coo,
+            "users.parquet": users,
+            "items.parquet": items,
+            "user_decay.parquet": user_decay_table(con, config.decay),
+        }
         if sequence_length(config):
-            pq.write_table(
-                read_sequences(con, as_of, sequence_length(config)), out / "sequences.parquet"
-            )
+            tables[SEQUENCES_FILE] = read_sequences(con, as_of, sequence_length(config))
+        else:
+            (out / SEQUENCES_FILE).unlink(missing_ok=True)
+        for name, table in tables.items():
+            pq.write_table(table, out / name)
         snapshot = Snapshot(
             snapshot_id=snapshot_id,
-            path=str(out),
+            path=str(Path(SNAPSHOTS) / snapshot_id),  # relative to the data dir
             as_of_time=as_of.isoformat(),
             n_users=users.num_rows,
             n_items=items.num_rows,
             n_nonzero=coo.num_rows,
             n_events=n_events,
             has_sequences=bool(sequence_length(config)),
+            files={name: file_sha256(out / name) for name in tables},
         )
-        meta_path.write_text(json.dumps(asdict(snapshot), indent=2))
-        return snapshot
+        tmp = meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(snapshot), indent=2))
+        tmp.replace(meta_path)  # atomic: snapshot.json is there only when complete
+        return snapshot.under(config.data_dir)
     finally:
         con.close()
 
@@ -312,15 +402,46 @@ def user_decay_table(con: duckdb.DuckDBPyConnection, decay: DecayConfig) -> pa.T
 
 
 def load_snapshot(snapshot: Snapshot) -> InteractionMatrix:
+    """The matrix of a snapshot; a file that cannot be read, or weights, score weights or
+    popularity that are not finite, raise SnapshotError naming the file."""
     path = Path(snapshot.path)
-    users = pq.read_table(path / "users.parquet", columns=["user_id"])
-    items = pq.read_table(path / "items.parquet", columns=["item_id", "popularity"])
-    coo = pq.read_table(path / "matrix.parquet")
+
+    def read(name: str, columns: list[str] | None = None) -> pa.Table:
+        try:
+            return pq.read_table(path / name, columns=columns)
+        except Exception as exc:
+            why = f"cannot be read ({type(exc).__name__}: {exc})"
+            raise SnapshotError(_snapshot_message(path / name, why)) from None
+
+    users = read("users.parquet", ["user_id"])
+    items = read("items.parquet", ["item_id", "popularity"])
+    coo = read("matrix.parquet")
     sequences = None
-    if (path / "sequences.parquet").exists():
+    if (path / SEQUENCES_FILE).exists():
         sequences = EventSequences.from_table(
-            pq.read_table(path / "sequences.parquet"),
+            read(SEQUENCES_FILE),
             users.num_rows,
             datetime.fromisoformat(snapshot.as_of_time).timestamp(),
         )
-    return _matrix(users, items, coo, sequences)
+    matrix = _matrix(users, items, coo, sequences)
+    checks = [
+        ("matrix.parquet", "weight", matrix.weights),
+        ("matrix.parquet", "score_weight", matrix.score_weights),
+        ("items.parquet", "popularity", matrix.popularity),
+    ]
+    for name, column, values in checks:
+        if values is None:
+            continue
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            why = f"holds {bad} {column} values that are not finite (NaN or infinite)"
+            raise SnapshotError(_snapshot_message(path / name, why))
+    return matrix
+
+
+def _snapshot_message(path: Path, why: str) -> str:
+    text = (
+        f"snapshot file {path} {why}. Delete the snapshot directory {path.parent} and "
+        "run again: the snapshot is rebuilt from the lake."
+    )
+    return " ".join(text.split())

@@ -23,6 +23,7 @@ popularity lists themselves; the decision carries a `warning` the run records an
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -35,6 +36,8 @@ from typing import Any
 import torch
 
 from decayrec.config import DecayrecConfig
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion.json"
 HISTORY = "champion_history.jsonl"
@@ -110,6 +113,7 @@ def _write_json(path: Path, value: Any) -> None:
 class Registry:
     def __init__(self, data_dir: str | Path) -> None:
         self.root = Path(data_dir) / "models"
+        self.warnings: list[str] = []  # champion pointers set aside, for the run's log
 
     def register(
         self,
@@ -141,10 +145,48 @@ class Registry:
         return ModelRecord(model_id, directory, meta)
 
     def champion(self) -> ModelRecord | None:
+        """The published model, or None. A champion.json that cannot be read (garbage,
+        empty, no model_id) or that points at a model whose meta.json is missing or
+        unreadable is set aside as champion.json.corrupt-<UTC time> with a warning (also
+        kept in `self.warnings`): tonight's challenger is then judged against popularity
+        only, instead of every night failing on the same file."""
         pointer = self.root / CHAMPION
         if not pointer.exists():
             return None
-        return self.get(json.loads(pointer.read_text())["model_id"])
+        try:
+            entry = json.loads(pointer.read_text())
+            model_id = entry["model_id"] if isinstance(entry, dict) else None
+            if (
+                not isinstance(model_id, str)
+                or model_id in ("", ".", "..")
+                or (Path(model_id).name != model_id)
+            ):
+                raise ValueError(f"no model id in it: {str(entry)[:100]!r}")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
+            return self._set_aside(pointer, f"it cannot be read ({type(exc).__name__}: {exc})")
+        meta_path = self.root / model_id / "meta.json"
+        try:
+            record = self.get(model_id)
+            if not isinstance(record.meta, dict) or not {"name", "config"} <= set(record.meta):
+                raise ValueError("no model name and config in it")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            why = f"its model's {meta_path} cannot be read ({type(exc).__name__}: {exc})"
+            return self._set_aside(pointer, why)
+        return record
+
+    def _set_aside(self, pointer: Path, why: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = pointer.with_name(f"{pointer.name}.corrupt-{stamp}")
+        os.replace(pointer, aside)
+        message = (
+            f"champion pointer {pointer} was set aside as {aside}: {why}. "
+            "Tonight's model is judged against decayed popularity only and becomes the "
+            "champion if it clears that floor; promote another model to restore one."
+        )
+        message = " ".join(message.split())
+        log.warning(message)
+        self.warnings.append(message)
+        return None
 
     def promote(self, model_id: str, reason: str) -> None:
         self.get(model_id)  # it must exist

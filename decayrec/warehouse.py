@@ -32,7 +32,7 @@ from urllib.parse import unquote
 import duckdb
 import pyarrow as pa
 
-from decayrec.config import WarehouseConfig, mask_url, url_password
+from decayrec.config import WarehouseConfig, mask_url, url_passwords
 from decayrec.sqlfiles import SQL_DIR, connect, sql
 
 if TYPE_CHECKING:
@@ -113,14 +113,14 @@ def ab_bucket(salt: str, user_id: str) -> int:
 
 
 def redact(text: str, url: str) -> str:
-    """`text` with the URL's password (raw or percent-decoded) replaced by ***."""
-    password = url_password(url)
-    if not password:
+    """`text` with the URL's passwords (raw or percent-decoded) replaced by ***."""
+    passwords = url_passwords(url)
+    if not passwords:
         return text
     text = text.replace(url, mask_url(url))
-    for secret in {password, unquote(password)}:
-        if secret:
-            text = text.replace(secret, "***")
+    secrets = {s for password in passwords for s in (password, unquote(password)) if s}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 

@@ -2,7 +2,6 @@
 snapshot (runs/<run_id>/model.pt + snapshots/<snapshot_id>/), without retraining; with
 another k, say, or after the published lists were lost."""
 
-import json
 import uuid
 from datetime import date
 from pathlib import Path
@@ -12,7 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot
+from decayrec.features import read_snapshot, snapshot_problem
 from decayrec.sharding import FittedModel
 from decayrec.sqlfiles import sql
 from decayrec.warehouse import RunOutcome, open_warehouse
@@ -69,7 +68,10 @@ def reexport(
     for path in (model_path, meta):
         if not path.exists():
             raise NothingToReexport(f"run {src_id}: {path} is missing")
-    snapshot = Snapshot(**json.loads(meta.read_text()))
+    snapshot = read_snapshot(meta, config.data_dir)
+    problem = snapshot_problem(snapshot)
+    if problem is not None:
+        raise NothingToReexport(f"run {src_id}: its snapshot cannot be used: {problem}")
     logger.info("re-exporting %s from run %s (model %s)", as_of, src_id, model_path)
     start_run(config, run_id, as_of)
     run_dir = Path(config.data_dir) / "runs" / run_id

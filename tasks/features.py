@@ -6,7 +6,16 @@ from prefect import task
 from prefect.utilities.hashing import hash_objects
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot, build_snapshot, sequence_length
+from decayrec.features import (
+    SNAPSHOT_META,
+    Snapshot,
+    SnapshotError,
+    build_snapshot,
+    read_snapshot,
+    sequence_length,
+    snapshot_dir,
+    snapshot_problem,
+)
 from decayrec.sqlfiles import connect, sql
 from tasks import TIMEOUTS
 
@@ -52,9 +61,17 @@ def features(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
 
 def cached_features(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
     """The features task (its results persisted in Prefect's result storage,
-    PREFECT_LOCAL_STORAGE_PATH by default); a cached snapshot whose files were deleted
-    since is built again."""
-    snapshot = features(config, as_of_time)
-    if not (Path(snapshot.path) / "snapshot.json").exists():
-        snapshot = features.with_options(refresh_cache=True)(config, as_of_time)
-    return snapshot
+    PREFECT_LOCAL_STORAGE_PATH by default). The snapshot is always read back from the
+    current data dir's snapshot.json (never from a path the cache remembers) and checked
+    against its checksums: a cached snapshot whose files were deleted or changed since
+    is built again."""
+    cached = features(config, as_of_time)
+    try:
+        meta = snapshot_dir(config.data_dir, cached.snapshot_id) / SNAPSHOT_META
+        snapshot = read_snapshot(meta, config.data_dir)
+        problem = snapshot_problem(snapshot)
+    except SnapshotError as exc:
+        problem = str(exc)
+    if problem is None:
+        return snapshot
+    return features.with_options(refresh_cache=True)(config, as_of_time)

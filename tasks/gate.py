@@ -28,6 +28,9 @@ def champion_gate(
     decision = gate(config, as_of_time, metrics, champion)
     decision["challenger_id"] = challenger.model_id
     logger = get_run_logger()
+    for warning in registry.warnings:
+        logger.warning("gate: %s", warning)
+        decision["champion_set_aside"] = warning
     if "warning" in decision:
         logger.warning("gate: %s (%s)", decision["decision"], decision["warning"])
     else:

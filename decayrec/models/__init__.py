@@ -1,6 +1,6 @@
 """Recommendation models: one model per file, device-agnostic, one interface (`Model`)."""
 
-from decayrec.models.base import AlignedScorer, Model
+from decayrec.models.base import AlignedScorer, Model, ModelFileError
 from decayrec.models.ease import EASE
 from decayrec.models.ials import IALS
 from decayrec.models.itemknn import ItemKNN
@@ -24,6 +24,7 @@ __all__ = [
     "AlignedScorer",
     "ItemKNN",
     "Model",
+    "ModelFileError",
     "TimeSASRec",
     "model_class",
 ]

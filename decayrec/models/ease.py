@@ -28,6 +28,14 @@ import numpy as np
 import torch
 
 from decayrec.features import InteractionMatrix
+from decayrec.models.base import (
+    model_file_errors,
+    read_model_file,
+    saved_item_ids,
+    saved_number,
+    saved_tensor,
+    write_model_file,
+)
 from decayrec.models.cooccurrence import gram_matrix
 
 
@@ -101,21 +109,27 @@ class EASE:
         return (x / self.scale) @ self.B
 
     def save(self, path: str | Path) -> None:
-        torch.save(
+        write_model_file(
             {
                 "B": self.B.cpu(),
                 "scale": self.scale,
                 "l2": self.l2,
-                "item_ids": list(self.item_ids),
+                "item_ids": [str(item) for item in self.item_ids],
             },
             path,
         )
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> EASE:
-        state = torch.load(path, map_location=device, weights_only=False)
-        model = cls(l2=state["l2"], device=device)
-        model.B = state["B"].to(device)
-        model.scale = state["scale"]
-        model.item_ids = np.asarray(state["item_ids"], dtype=object)
+        """A saved model; a file that is not one raises ModelFileError naming it."""
+        state = read_model_file(path)
+        with model_file_errors(path):
+            item_ids = saved_item_ids(state)
+            B = saved_tensor(state, "B", 2)
+            if tuple(B.shape) != (len(item_ids), len(item_ids)):
+                raise ValueError(f"B is {tuple(B.shape)} for {len(item_ids)} items")
+            model = cls(l2=saved_number(state, "l2"), device=device)
+            model.B = B.to(device)
+            model.scale = saved_number(state, "scale")
+            model.item_ids = item_ids
         return model

@@ -36,7 +36,15 @@ import torch
 
 from decayrec.device import csr_row_indices
 from decayrec.features import InteractionMatrix
-from decayrec.models.base import positive_mean
+from decayrec.models.base import (
+    model_file_errors,
+    positive_mean,
+    read_model_file,
+    saved_item_ids,
+    saved_number,
+    saved_tensor,
+    write_model_file,
+)
 
 
 def conjugate_gradient(
@@ -70,6 +78,10 @@ def _row_chunks(ptr: np.ndarray, entry_batch: int) -> list[tuple[int, int, int, 
         chunks.append((r0, r1, int(ptr[r0]), int(ptr[r1])))
         r0 = r1
     return chunks
+
+
+_INT_PARAMS = {"factors", "iterations", "cg_steps", "fold_in_steps", "seed"}
+_PARAMS = _INT_PARAMS | {"alpha", "reg"}
 
 
 class IALS:
@@ -199,7 +211,7 @@ class IALS:
         return self.fold_in(x) @ self.item_factors.to(x.device).T
 
     def save(self, path: str | Path) -> None:
-        torch.save(
+        write_model_file(
             {
                 "params": {
                     "factors": self.factors,
@@ -213,17 +225,34 @@ class IALS:
                 "scale": self.scale,
                 "user_factors": self.user_factors.cpu(),
                 "item_factors": self.item_factors.cpu(),
-                "item_ids": list(self.item_ids),
+                "item_ids": [str(item) for item in self.item_ids],
             },
             path,
         )
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> IALS:
-        state = torch.load(path, map_location=device, weights_only=False)
-        model = cls(**state["params"], device=device)
-        model.scale = state["scale"]
-        model.user_factors = state["user_factors"].to(device)
-        model.item_factors = state["item_factors"].to(device)
-        model.item_ids = np.asarray(state["item_ids"], dtype=object)
+        """A saved model; a file that is not one raises ModelFileError naming it."""
+        state = read_model_file(path)
+        with model_file_errors(path):
+            params = state["params"]
+            if not isinstance(params, dict) or set(params) != _PARAMS:
+                raise ValueError(f"params are not the settings {sorted(_PARAMS)}")
+            params = {key: saved_number(params, key) for key in sorted(_PARAMS)}
+            if not all(isinstance(params[key], int) for key in _INT_PARAMS):
+                raise ValueError(f"params {sorted(_INT_PARAMS)} are not all integers")
+            item_ids = saved_item_ids(state)
+            users = saved_tensor(state, "user_factors", 2)
+            items = saved_tensor(state, "item_factors", 2)
+            factors = params["factors"]
+            if tuple(items.shape) != (len(item_ids), factors) or users.shape[1] != factors:
+                raise ValueError(
+                    f"factors {tuple(users.shape)} and {tuple(items.shape)} do not fit "
+                    f"{len(item_ids)} items x {factors} factors"
+                )
+            model = cls(**params, device=device)
+            model.scale = saved_number(state, "scale")
+            model.user_factors = users.to(device)
+            model.item_factors = items.to(device)
+            model.item_ids = item_ids
         return model

@@ -33,7 +33,15 @@ import scipy.sparse
 import torch
 
 from decayrec.features import InteractionMatrix
-from decayrec.models.base import positive_mean
+from decayrec.models.base import (
+    model_file_errors,
+    positive_mean,
+    read_model_file,
+    saved_item_ids,
+    saved_number,
+    saved_tensor,
+    write_model_file,
+)
 from decayrec.models.cooccurrence import gram_matrix
 
 Similarity = Literal["cosine", "jaccard", "lift"]
@@ -196,7 +204,7 @@ class ItemKNN:
 
     def save(self, path: str | Path) -> None:
         s = self.S.cpu()
-        torch.save(
+        write_model_file(
             {
                 "similarity": self.similarity,
                 "neighbours": self.neighbours,
@@ -204,26 +212,41 @@ class ItemKNN:
                 "scale": self.scale,
                 "indices": s.indices(),
                 "values": s.values(),
-                "shape": tuple(s.shape),
-                "item_ids": list(self.item_ids),
+                "shape": [int(n) for n in s.shape],
+                "item_ids": [str(item) for item in self.item_ids],
             },
             path,
         )
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> ItemKNN:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = cls(
-            state["similarity"],
-            state["neighbours"],
-            state.get("cooccurrence", "decayed"),  # models saved before the option
-            device=device,
-        )
-        model.scale = state["scale"]
-        model._set_similarity(
-            torch.sparse_coo_tensor(state["indices"], state["values"], state["shape"]).to(device)
-        )
-        model.item_ids = np.asarray(state["item_ids"], dtype=object)
+        """A saved model; a file that is not one raises ModelFileError naming it. The
+        sparse similarity is rebuilt from its indices and values, index ranges checked."""
+        state = read_model_file(path)
+        with model_file_errors(path):
+            item_ids = saved_item_ids(state)
+            n_items = len(item_ids)
+            shape = tuple(state["shape"])
+            if shape != (n_items, n_items):
+                raise ValueError(f"the similarity is {shape} for {n_items} items")
+            indices = saved_tensor(state, "indices", 2)
+            values = saved_tensor(state, "values", 1)
+            if indices.dtype != torch.int64 or indices.shape[0] != 2:
+                raise ValueError(f"indices are {indices.dtype} {tuple(indices.shape)}")
+            if not values.is_floating_point() or indices.shape[1] != values.shape[0]:
+                raise ValueError(f"{values.shape[0]} {values.dtype} values for the indices")
+            if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n_items):
+                raise ValueError(f"similarity indices outside 0..{n_items - 1}")
+            model = cls(
+                state["similarity"],
+                int(state["neighbours"]),
+                state.get("cooccurrence", "decayed"),  # models saved before the option
+                device=device,
+            )
+            model.scale = saved_number(state, "scale")
+            similarity = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True)
+            model._set_similarity(similarity.to(device))
+            model.item_ids = item_ids
         return model
 
 

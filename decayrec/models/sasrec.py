@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,15 @@ from torch import nn
 
 from decayrec.device import entry_ranges
 from decayrec.features import EventSequences, InteractionMatrix
+from decayrec.models.base import (
+    ModelFileError,
+    model_file_errors,
+    read_model_file,
+    saved_item_ids,
+    write_model_file,
+)
+
+log = logging.getLogger(__name__)
 
 MINUTE = 60.0
 
@@ -416,7 +426,7 @@ class TimeSASRec:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / "sasrec.ckpt"
         partial = path.with_suffix(".partial")
-        torch.save(
+        write_model_file(
             {
                 "fingerprint": fingerprint,
                 "state": state,
@@ -437,15 +447,20 @@ class TimeSASRec:
         path = self.checkpoint_dir / "sasrec.ckpt"
         if not path.exists():
             return None
-        saved = torch.load(path, map_location=self.device, weights_only=False)
-        if saved["fingerprint"] != fingerprint:
-            return None  # another data snapshot or other settings: start afresh
-        assert self.net is not None
-        self.net.load_state_dict(saved["net"])
-        optimiser.load_state_dict(saved["optimiser"])
-        shuffle.set_state(saved["shuffle"])
-        torch.set_rng_state(saved["torch_rng"])
-        return saved["state"]
+        try:
+            saved = read_model_file(path, map_location=self.device)
+            if saved.get("fingerprint") != fingerprint:
+                return None  # another data snapshot or other settings: start afresh
+            assert self.net is not None
+            with model_file_errors(path):
+                self.net.load_state_dict(saved["net"])
+                optimiser.load_state_dict(saved["optimiser"])
+                shuffle.set_state(saved["shuffle"].cpu())
+                torch.set_rng_state(saved["torch_rng"].cpu())
+                return saved["state"]
+        except ModelFileError as exc:
+            log.warning("%s Training starts afresh.", exc)
+            return None
 
     # ---- scoring --------------------------------------------------------------------
 
@@ -487,7 +502,7 @@ class TimeSASRec:
 
     def save(self, path: str | Path) -> None:
         assert self.net is not None and self.item_ids is not None
-        torch.save(
+        write_model_file(
             {
                 "hyper": self.hyper,
                 "item_ids": [str(i) for i in self.item_ids],
@@ -499,20 +514,26 @@ class TimeSASRec:
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> TimeSASRec:
-        saved = torch.load(path, map_location=device, weights_only=False)
-        h = saved["hyper"]
-        model = cls(
-            dim=h["dim"],
-            layers=h["layers"],
-            heads=h["heads"],
-            max_len=h["max_len"],
-            dropout=h["dropout"],
-            time_buckets=h["time_buckets"],
-            device=device,
-        )
-        model.item_ids = np.asarray(saved["item_ids"], dtype=object)
-        model.net = model._new_network(len(model.item_ids))
-        model.net.load_state_dict(saved["state"])
-        model.net.eval()
-        model.history = saved["history"]
+        """A saved model; a file that is not one raises ModelFileError naming it."""
+        saved = read_model_file(path, map_location=device)
+        with model_file_errors(path):
+            h = saved["hyper"]
+            model = cls(
+                dim=int(h["dim"]),
+                layers=int(h["layers"]),
+                heads=int(h["heads"]),
+                max_len=int(h["max_len"]),
+                dropout=float(h["dropout"]),
+                time_buckets=int(h["time_buckets"]),
+                device=device,
+            )
+            model.item_ids = saved_item_ids(saved)
+            model.net = model._new_network(len(model.item_ids))
+            state = saved["state"]
+            for key, tensor in state.items():
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise ValueError(f"network weights {key!r} are not finite")
+            model.net.load_state_dict(state)  # strict: every name and shape must match
+            model.net.eval()
+            model.history = list(saved["history"])
         return model

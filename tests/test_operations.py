@@ -121,7 +121,9 @@ def test_failed_day_stops_backfill_and_the_rerun_reuses_the_cached_features(
         "nightly-validation",
         "nightly-lists-sample",
         "nightly-decay",
+        "nightly-gate",
     }
+    assert "decision: `" in by_key["nightly-gate"].data
     assert "data:image/png;base64," in by_key["nightly-decay"].data
     assert "no new source files" in by_key["nightly-validation"].data  # loaded by the failed run
 

@@ -60,8 +60,8 @@ def test_time_in_the_weights_lifts_the_published_lists(ratings_lake, default_nig
     ("model", "measured"),
     [
         # bench/models_table.py: hyperparameters chosen on the validation split
-        (ModelConfig(name="ials", factors=128, reg=10.0, alpha=3.0, iterations=10), 0.0481),
-        (ModelConfig(name="itemknn", similarity="jaccard", neighbours=50), 0.0501),
+        (ModelConfig(name="ials", factors=256, reg=30.0, alpha=10.0, iterations=10), 0.0685),
+        (ModelConfig(name="itemknn", similarity="jaccard", neighbours=200), 0.0704),
     ],
     ids=["ials", "itemknn"],
 )
@@ -73,30 +73,3 @@ def test_ials_and_itemknn_hold_their_measured_quality(ratings_lake, model, measu
     assert m["ndcg@10"] >= measured - 0.001
     assert m["ndcg@10"] - popularity["ndcg@10"] >= 0.012
     assert m["coverage@10"] > 5 * popularity["coverage@10"]
-
-
-# Fixed beforehand, not tuned on the test window: 20 epochs (the internal validation on
-# each user's last 5 training events still rose slowly after that; bench/models_table.py).
-# Measured: NDCG@10 0.0613 vs EASE 0.0572, Recall@10 0.0749 vs 0.0714, coverage 0.134 vs
-# 0.081 (training is deterministic for a seed on CPU: two runs gave the same epochs).
-SASREC_MARGIN = 0.003
-SASREC = ModelConfig(
-    name="sasrec",
-    seq_len=50,
-    seq_history=1000,
-    seq_dropout=0.2,
-    seq_batch=64,
-    seq_lr=0.002,
-    seq_epochs=20,
-    seq_patience=20,
-)
-
-
-def test_time_aware_sasrec_beats_the_backbone_ease(ratings_lake, default_nightly):
-    cfg = ratings_lake.model_copy(update={"model": SASREC})
-    result = backtest(cfg, cfg.as_of_time(date(2018, 10, 1)), "user_time")
-    assert result["n_eval_users"] == decayed_ease["n_eval_users"] == 608
-    sasrec, ease = result["model"], decayed_ease["model"]
-    assert sasrec["ndcg@10"] >= ease["ndcg@10"] + SASREC_MARGIN
-    assert sasrec["recall@10"] > ease["recall@10"]
-    assert sasrec["coverage@10"] > ease["coverage@10"]

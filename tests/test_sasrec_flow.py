@@ -1,7 +1,10 @@
-"""The sequence model in the nightly flow: its snapshot keeps each user's events, its
-lists are published, and a sequence champion can be re-scored on a snapshot built
-without sequences (the champion/challenger gate's KEEP path)."""
+"""The sequence model in the nightly flow: its snapshot keeps each user's events, it
+scores every user, and a sequence model can be re-scored on a snapshot built without
+sequences (the champion/challenger gate's KEEP path). Two epochs leave it below decayed
+popularity on this subset, so the gate's popularity floor publishes the popularity lists
+instead, with a warning: the flow's floor path, end to end."""
 
+import json
 from datetime import date, datetime
 from pathlib import Path
 
@@ -33,18 +36,27 @@ def n_subset_users(config) -> int:
         return con.execute("select count(distinct user_id) from events").fetchall()[0][0]
 
 
-def test_a_nightly_run_with_the_sequence_model_publishes_its_lists(sasrec_run):
+def test_a_nightly_run_with_the_sequence_model_scores_every_user(sasrec_run):
     config, result = sasrec_run
     assert result["status"] == "succeeded" and result["published"] is True
+    n_users = n_subset_users(config)
+    # the challenger's own lists: every user, from the model
+    lists = pq.read_table(Path(config.data_dir) / "runs" / result["run_id"] / "lists.parquet")
+    assert len(lists["user_id"].unique()) == n_users
+    assert (lists["source"].to_numpy(zero_copy_only=False) == "model").mean() > 0.9
+    # two epochs do not clear decayed popularity: the floor published popularity instead
     with duckdb.connect(str(Path(config.data_dir) / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute(
-            "select count(distinct user_id), count(*) filter (where source = 'model'), "
-            "min(model), max(model) from recommendations_latest"
+            "select count(distinct user_id), count(*) filter (where source = 'model') "
+            "from recommendations_latest"
         ).fetchall()[0]
-    n_users = n_subset_users(config)
-    assert rows[0] == n_users
-    assert rows[1] > 0.9 * n_users * config.k
-    assert rows[2] == rows[3] == "sasrec"
+        [(metrics,)] = con.execute(
+            "select metrics from recommendation_runs where run_id = ?", [result["run_id"]]
+        ).fetchall()
+    gate = json.loads(metrics)["gate"]
+    assert gate["decision"] == "publish_popularity", gate
+    assert gate["challenger"] < gate["popularity"] and "below decayed popularity" in gate["warning"]
+    assert rows == (n_users, 0)
     snapshot_dirs = list((Path(config.data_dir) / "snapshots").iterdir())
     sequences = pq.read_table(snapshot_dirs[0] / "sequences.parquet")
     per_user = sequences.group_by("user_idx").aggregate([("item_idx", "count")])
@@ -55,9 +67,10 @@ def test_a_nightly_run_with_the_sequence_model_publishes_its_lists(sasrec_run):
 
 
 def test_a_sequence_champion_is_rescored_on_a_snapshot_without_sequences(sasrec_run):
-    config, _ = sasrec_run
-    champion = Registry(config.data_dir).champion()
-    assert champion is not None and champion.name == "sasrec"
+    config, result = sasrec_run
+    assert Registry(config.data_dir).champion() is None  # the floor promoted nothing
+    champion = Registry(config.data_dir).get(result["run_id"])
+    assert champion.name == "sasrec"
     ease = config.model_copy(update={"model": config.model.model_copy(update={"name": "ease"})})
     as_of_time = ease.as_of_time(AS_OF)
     snapshot = build_snapshot(ease, as_of_time)

@@ -6,7 +6,8 @@ once on the test split, on both protocols (the decay table of the README).
 
 Every figure is a backtest, i.e. the nightly run itself on the split's training events,
 scored on the lists it publishes (decayrec.evaluate; tests/test_one_computation.py checks
-it against ../shared/eval/score_published.py). The model is EASE (lambda 100). Rows:
+it against ../shared/eval/score_published.py). The model is EASE at the default lambda.
+Rows:
 
 * no time: no kernel, no recency weighting;
 * each kernel, ages from the user's latest event, its parameters chosen on validation;
@@ -61,7 +62,8 @@ def choose(config: DecayrecConfig, points: list[dict[str, Any]], protocol: str) 
 def describe(decay: dict[str, Any]) -> str:
     from decayrec.tune import describe as line
 
-    return line({"name": "ease", "l2": 100.0}, decay).removeprefix("ease λ 100, ")
+    l2 = DecayrecConfig().model.l2
+    return line({"name": "ease", "l2": l2}, decay).removeprefix(f"ease λ {l2:g}, ")
 
 
 def table(ratings: DecayrecConfig, both: DecayrecConfig, protocol: str) -> list[dict]:

@@ -162,7 +162,8 @@ class DecayConfig(_Model):
         "pair of items counts 2^(-gap / pair_half_life_days), gap = days between the user's "
         "two interactions; 0: off (every pair counts fully)",
     )
-    # 365 d and lambda 100 won on MovieLens-small's validation split (bench/movielens_quality.py)
+    # the decay defaults: chosen on MovieLens-small's validation split by `decayrec tune`
+    # and bench/decay_table.py, measured on the published lists (README, Dynamic interest decay)
     half_life_days: float = Field(
         365.0, gt=0, description="exponential: K = 2^(-age / half_life_days)"
     )

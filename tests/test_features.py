@@ -180,9 +180,7 @@ def test_user_last_reference_counts_ages_from_each_users_latest_event():
     # decayed popularity still counts from the as-of instant
     m = read_matrix(con)
     assert list(m.item_ids) == ["a", "b", "c"]
-    assert m.popularity == pytest.approx(
-        [2**-11 + 2**-2.1, 2**-10, 2**-0.1], rel=1e-12
-    )
+    assert m.popularity == pytest.approx([2**-11 + 2**-2.1, 2**-10, 2**-0.1], rel=1e-12)
 
 
 def test_score_weights_halve_every_recency_events_later_items_and_ties_share():

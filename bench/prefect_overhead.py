@@ -26,10 +26,10 @@ def plain_run(config, run_id):
     from decayrec.ingest import load_batches, stage_sources
     from decayrec.plots import decay_report
     from decayrec.train import train_and_score
-    from decayrec.warehouse import RunOutcome, open_warehouse
+    from decayrec.warehouse import RunOutcome, configured_warehouse
 
     t = config.as_of_time(AS_OF)
-    wh = open_warehouse(config.resolved_warehouse_url)
+    wh = configured_warehouse(config)
     wh.ensure_schema()
     wh.start_run(run_id, AS_OF, str(config.model.name), config.model_dump(mode="json"))
     load_batches(config, stage_sources(config, run_id), run_id)

@@ -144,7 +144,7 @@ def _mask_passwords(text: str, args: argparse.Namespace) -> str:
 def sql_command(args: argparse.Namespace) -> int:
     """`decayrec sql [NAME] [--param k=v ...]`: one query's result as a table."""
     from decayrec.queries import format_table, list_queries, parse_params, run_query
-    from decayrec.warehouse import open_warehouse
+    from decayrec.warehouse import configured_warehouse
 
     if not args.name:
         for query in list_queries():
@@ -156,8 +156,7 @@ def sql_command(args: argparse.Namespace) -> int:
         return 0
     config = load_config(args.config)
     # a URL given here is used as it is (not stored in a config), so it may hold a password
-    url = args.warehouse or config.resolved_warehouse_url
-    warehouse = open_warehouse(url, config.warehouse)
+    warehouse = configured_warehouse(config, url=args.warehouse)
     table = run_query(warehouse, args.name, parse_params(args.param))
     print(format_table(table, args.max_rows))
     return 0
@@ -247,12 +246,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(config: DecayrecConfig, summary: dict[str, Any]) -> None:
-    from decayrec.config import mask_url
     from decayrec.sqlfiles import sql
-    from decayrec.warehouse import open_warehouse
+    from decayrec.warehouse import configured_warehouse
 
-    url = config.resolved_warehouse_url
-    warehouse = open_warehouse(url, config.warehouse)
+    warehouse = configured_warehouse(config)
     print(
         f"\nrun {summary['run_id']} for {summary['as_of']}: {summary['n_rows']} rows for "
         f"{summary['n_users']} users ({summary['n_fallback_rows']} from the popularity "
@@ -271,7 +268,7 @@ def _report(config: DecayrecConfig, summary: dict[str, Any]) -> None:
             print(f"{protocol}: {result.get('skipped')}")
     print(f"lake (events, quarantine, load_log): {config.lake_path}")
     print(
-        f"warehouse (recommendations, recommendation_runs, recommendations_latest): {mask_url(url)}"
+        f"warehouse (recommendations, recommendation_runs, recommendations_latest): {warehouse.url}"
     )
     # scores rounded here: PostgreSQL has no round(double precision, integer)
     sample = warehouse.query(sql("ops/report_sample")).to_pylist()

@@ -428,7 +428,11 @@ def duckdb_path(url: str) -> Path:
 
 
 def open_warehouse(url: str, settings: WarehouseConfig | None = None) -> Warehouse:
-    """The warehouse of a URL: duckdb:///path/file.duckdb or postgresql://user:pw@host/db."""
+    """The warehouse of a URL: duckdb:///path/file.duckdb or postgresql://user:pw@host/db.
+
+    The lower-level door: flows, tasks and commands open the warehouse of a config with
+    `configured_warehouse(config)`, which passes config.warehouse (schema_name, retries,
+    timeouts); a bare `open_warehouse(url)` uses the defaults (PostgreSQL: `public`)."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "duckdb":
         return DuckDBWarehouse(url, settings)
@@ -442,7 +446,11 @@ def open_warehouse(url: str, settings: WarehouseConfig | None = None) -> Warehou
     )
 
 
-def configured_warehouse(config: DecayrecConfig) -> Warehouse:
+def configured_warehouse(config: DecayrecConfig, url: str | None = None) -> Warehouse:
     """The warehouse a config points at (URL from the config, a Prefect Secret block or the
-    environment; see DecayrecConfig.resolved_warehouse_url) with its settings."""
-    return open_warehouse(config.resolved_warehouse_url, config.warehouse)
+    environment; see DecayrecConfig.resolved_warehouse_url) with its settings
+    (config.warehouse: schema_name, retries, timeouts). The one way code opens the
+    warehouse of a config. `url`, when given, replaces the config's URL (a URL typed on
+    the command line, which may hold a password and so is never stored in a config); the
+    settings still come from the config."""
+    return open_warehouse(url or config.resolved_warehouse_url, config.warehouse)

@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from decayrec.config import DecayrecConfig
 from decayrec.sqlfiles import sql
-from decayrec.warehouse import open_warehouse
+from decayrec.warehouse import configured_warehouse
 from flows.nightly import nightly
 
 
@@ -18,7 +18,7 @@ class BackfillStopped(RuntimeError):
 
 def published_dates(config: DecayrecConfig, start: date, end: date) -> set[date]:
     """The dates in [start, end] with a succeeded run and their lists in the warehouse."""
-    warehouse = open_warehouse(config.resolved_warehouse_url)
+    warehouse = configured_warehouse(config)
     warehouse.ensure_schema()
     rows = warehouse.query(
         sql("ops/published_dates"), {"start_date": start, "end_date": end}
@@ -27,11 +27,7 @@ def published_dates(config: DecayrecConfig, start: date, end: date) -> set[date]
 
 
 def run_record(config: DecayrecConfig, run_id: str) -> dict[str, Any]:
-    rows = (
-        open_warehouse(config.resolved_warehouse_url)
-        .query(sql("ops/run_record"), {"run_id": run_id})
-        .to_pylist()
-    )
+    rows = configured_warehouse(config).query(sql("ops/run_record"), {"run_id": run_id}).to_pylist()
     return rows[0] if rows else {}
 
 

@@ -12,7 +12,7 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_logger
 
 from decayrec.config import DecayrecConfig
-from decayrec.warehouse import RunOutcome, open_warehouse
+from decayrec.warehouse import RunOutcome, configured_warehouse
 from tasks.ops import RunRefused, exclusive_run
 
 _EPOCH_END = datetime.max.replace(tzinfo=UTC)
@@ -40,7 +40,7 @@ def start_delay_hours(slot: datetime, now: datetime | None = None) -> float:
 def _record_skip(config: DecayrecConfig, as_of: date, reason: str) -> dict[str, Any]:
     ctx = FlowRunContext.get()
     run_id = str(ctx.flow_run.id)
-    warehouse = open_warehouse(config.resolved_warehouse_url)
+    warehouse = configured_warehouse(config)
     warehouse.ensure_schema()
     warehouse.start_run(run_id, as_of, str(config.model.name), config.model_dump(mode="json"))
     warehouse.finish_run(run_id, RunOutcome(status="skipped", error=reason))
@@ -96,7 +96,7 @@ def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
         as_of = parameters.get("as_of") or config.today()
         as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
         run_id = str(flow_run.id)
-        warehouse = open_warehouse(config.resolved_warehouse_url)
+        warehouse = configured_warehouse(config)
         warehouse.ensure_schema()
         rows = warehouse.query(
             "select status from recommendation_runs where run_id = $run_id", {"run_id": run_id}

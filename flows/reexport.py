@@ -14,7 +14,7 @@ from decayrec.config import DecayrecConfig
 from decayrec.features import read_snapshot, snapshot_problem
 from decayrec.sharding import FittedModel
 from decayrec.sqlfiles import sql
-from decayrec.warehouse import RunOutcome, open_warehouse
+from decayrec.warehouse import RunOutcome, configured_warehouse
 from flows.guard import exclusive_publishing_run, record_failure
 from flows.scoring import score_sharded
 from tasks.artifacts import run_artifacts
@@ -28,7 +28,7 @@ class NothingToReexport(ValueError):
 def stored_run(config: DecayrecConfig, as_of: date, source_run_id: str | None) -> dict[str, Any]:
     """The run whose model is republished: `source_run_id`, else the newest succeeded run
     of `as_of` with a snapshot."""
-    warehouse = open_warehouse(config.resolved_warehouse_url)
+    warehouse = configured_warehouse(config)
     warehouse.ensure_schema()
     if source_run_id:
         rows = warehouse.query(sql("ops/run_record"), {"run_id": source_run_id}).to_pylist()

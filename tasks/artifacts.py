@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from decayrec.config import DecayrecConfig
 from decayrec.ingest import BatchResult
-from decayrec.warehouse import RunOutcome, open_warehouse
+from decayrec.warehouse import RunOutcome, configured_warehouse
 from tasks import TIMEOUTS
 
 N_PREVIOUS_RUNS = 5
@@ -28,7 +28,7 @@ def _json(value: Any) -> Any:
 
 def metrics_rows(config: DecayrecConfig, run_id: str, n_previous: int = N_PREVIOUS_RUNS) -> list:
     """This run and the last `n_previous` succeeded runs, one row each, newest first."""
-    warehouse = open_warehouse(config.resolved_warehouse_url)
+    warehouse = configured_warehouse(config)
     runs = warehouse.query(
         "select run_id, as_of_date, status, finished_at, model, metrics, published, n_users, "
         "n_rows from recommendation_runs where run_id = $run_id or status = 'succeeded' "

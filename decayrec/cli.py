@@ -181,6 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     # No telemetry: this machine (and many production ones) cannot reach the internet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from decayrec.process import exit_on_sigterm, prefect_api
+
+    # Commands that run flows get a Prefect API: PREFECT_API_URL, else a temporary server
+    # of this process that is stopped on exit, on SIGTERM and Ctrl-C, and dies with it.
+    runs_flows = args.command in ("run", "demo", "tune") or (args.command == "bench" and args.flow)
+    with exit_on_sigterm(), prefect_api(enabled=runs_flows):
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "sql":
             return sql_command(args)

@@ -484,6 +484,16 @@ class OrchestrationConfig(_Model):
         description="a nightly run waits this long for another nightly run on the same "
         "warehouse to finish, then is refused (never two publishing at once)",
     )
+    lock_lease_seconds: float = Field(
+        120.0,
+        ge=60,
+        le=300,
+        description="lease of the Prefect global concurrency slot a run holds on a Prefect "
+        "server of its own (PREFECT_API_URL): the live run renews it, and the server frees "
+        "the slot of a killed run once it expires (Prefect allows 60 s at least). A "
+        "temporary server (no PREFECT_API_URL) frees no slot, so there the file lock in "
+        "data_dir/locks/ alone serialises runs, and is freed by the OS when its holder dies",
+    )
     max_start_delay_hours: float = Field(
         6.0,
         gt=0,

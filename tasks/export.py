@@ -8,6 +8,7 @@ from decayrec.config import DecayrecConfig, mask_url
 from decayrec.train import TrainedLists
 from decayrec.warehouse import RunOutcome, configured_warehouse, record_run_locally, redact
 from tasks import TIMEOUTS, retry_transient
+from tasks.ops import mark_crashed_runs, run_holder
 
 
 @task(
@@ -18,10 +19,14 @@ from tasks import TIMEOUTS, retry_transient
     timeout_seconds=TIMEOUTS["io"],
 )
 def start_run(config: DecayrecConfig, run_id: str, as_of: date) -> None:
-    """Create or upgrade the warehouse tables (migrations) and record the run as running."""
+    """Create or upgrade the warehouse tables (migrations), mark 'crashed' the runs left
+    'running' by dead processes (the caller holds the run lock), and record this run as
+    running with its holder (host, pid, lock file) in params."""
     warehouse = configured_warehouse(config)
     warehouse.ensure_schema()
-    warehouse.start_run(run_id, as_of, config.model.name, config.model_dump(mode="json"))
+    mark_crashed_runs(config, warehouse, keep=run_id)
+    params = {**config.model_dump(mode="json"), "holder": run_holder(config)}
+    warehouse.start_run(run_id, as_of, config.model.name, params)
 
 
 @task(

@@ -1,11 +1,17 @@
-"""Run coordination in Prefect: global concurrency limits created on demand, a file lock
-for runs that share a data directory on one machine, and the training fault drill."""
+"""Run coordination: a file lock for runs that share a data directory on one machine
+(freed by the OS when its holder dies), leased Prefect global concurrency limits on a
+Prefect server of its own, runs of dead processes marked crashed, and the training fault
+drill."""
 
 import fcntl
+import json
+import math
 import os
+import socket
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +79,54 @@ def file_lock(path: Path, wait_seconds: float, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+def lock_path(config: DecayrecConfig, name: str = NIGHTLY_LIMIT) -> Path:
+    """The run lock's file: data_dir/locks/<name>.lock."""
+    return (Path(config.data_dir) / "locks" / f"{name}.lock").resolve()
+
+
+def shared_prefect_api() -> bool:
+    """True when the Prefect API is a server of its own (PREFECT_API_URL set, not the CLI's
+    temporary server): its repossessor service frees the slot of a dead holder once the
+    lease expires. A temporary server (the CLI's, or the one Prefect starts itself) runs
+    no such service, and forgets its leases when it stops, so a slot taken there by a
+    killed run stays taken for good in the Prefect database (~/.prefect)."""
+    from prefect.settings import get_current_settings
+
+    from decayrec.process import temporary_api_url
+
+    url = get_current_settings().api.url
+    return bool(url) and url != temporary_api_url()
+
+
 @contextmanager
 def exclusive_run(config: DecayrecConfig, name: str = NIGHTLY_LIMIT) -> Iterator[None]:
-    """Hold the run lock: a file lock in data_dir (runs on this machine, with or without
-    a Prefect server) and the global concurrency limit `name` (runs anywhere that share
-    the Prefect API). Waits up to orchestration.lock_wait_seconds, then RunRefused."""
+    """Hold the run lock. Waits up to orchestration.lock_wait_seconds, then RunRefused.
+
+    - The primary guard is an flock on data_dir/locks/<name>.lock, held by this process:
+      the OS frees it when the process dies, however it dies (kill -9 included).
+    - On a Prefect server of its own (shared_prefect_api) the run also holds a slot of
+      the global concurrency limit `name` (runs on other machines sharing the API), as a
+      lease of orchestration.lock_lease_seconds that this process renews while it runs;
+      the server frees the slot of a killed run when its lease expires. On a temporary
+      server the slot is not taken: the file lock already serialises the runs of this
+      machine, and the temporary server would never free the slot of a killed run.
+    """
     wait = config.orchestration.lock_wait_seconds
     started = time.monotonic()
-    with file_lock(Path(config.data_dir) / "locks" / f"{name}.lock", wait, name):
+    with file_lock(lock_path(config, name), wait, name):
+        if not shared_prefect_api():
+            yield
+            return
         ensure_limit(name)
         left = max(wait - (time.monotonic() - started), 0.001)
         try:
-            with concurrency(name, occupy=1, timeout_seconds=left, strict=True):
+            with concurrency(
+                name,
+                occupy=1,
+                timeout_seconds=left,
+                lease_duration=config.orchestration.lock_lease_seconds,
+                strict=True,
+            ):
                 yield
         except TimeoutError as exc:
             raise RunRefused(
@@ -93,12 +135,114 @@ def exclusive_run(config: DecayrecConfig, name: str = NIGHTLY_LIMIT) -> Iterator
             ) from exc
 
 
-def training_slot(config: DecayrecConfig) -> Any:
-    """Serialise GPU training across runs and flows (CPU training is not limited)."""
+@contextmanager
+def training_slot(config: DecayrecConfig) -> Iterator[None]:
+    """Serialise GPU training across runs and flows (CPU training is not limited): a
+    machine-wide file lock, plus the leased global concurrency slot on a Prefect server
+    of its own (see exclusive_run)."""
     if pick_device(config.model.device).type != "cuda":
-        return nullcontext()
-    ensure_limit(GPU_LIMIT)
-    return concurrency(GPU_LIMIT, occupy=1, strict=True)
+        yield
+        return
+    machine_lock = Path(tempfile.gettempdir()) / "decayrec-locks" / f"{GPU_LIMIT}.lock"
+    with file_lock(machine_lock, math.inf, GPU_LIMIT):
+        if not shared_prefect_api():
+            yield
+            return
+        ensure_limit(GPU_LIMIT)
+        lease = config.orchestration.lock_lease_seconds
+        with concurrency(GPU_LIMIT, occupy=1, lease_duration=lease, strict=True):
+            yield
+
+
+def run_holder(config: DecayrecConfig) -> dict[str, Any]:
+    """Who holds a run (stored in its row's params as 'holder'): the host, the process
+    and the lock file it holds while the run is running."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "lock": str(lock_path(config))}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether nobody holds an flock on `path` (a missing file is free)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def dead_holder_reason(holder: dict[str, Any], own_lock: Path) -> str | None:
+    """Why the process that held a run is dead, or None when it may be alive (another
+    host: not knowable from here). Called while holding `own_lock`."""
+    host, pid, lock = holder.get("host"), holder.get("pid"), holder.get("lock")
+    if host != socket.gethostname() or not isinstance(pid, int) or not lock:
+        return None
+    if not _pid_alive(pid):
+        return f"its process {pid} on {host} is gone"
+    if Path(lock) == own_lock:
+        if pid == os.getpid():
+            return f"its process {pid} on {host} (this one) no longer runs it"
+        return f"its process {pid} on {host} no longer holds {lock} (this run holds it)"
+    if _lock_free(Path(lock)):
+        return f"its process {pid} on {host} no longer holds {lock}"
+    return None
+
+
+def mark_crashed_runs(config: DecayrecConfig, warehouse: Any, keep: str = "") -> list[str]:
+    """Mark 'crashed' (with the reason) the runs of this warehouse left 'running' by a
+    process that died (kill -9, power loss): the runs this machine can tell are dead.
+    Call while holding the run lock; the run `keep` (the caller's) is left alone.
+    Returns the run ids marked."""
+    from decayrec.sqlfiles import sql
+    from decayrec.warehouse import RunOutcome
+
+    own_lock = lock_path(config)
+    crashed = []
+    for row in warehouse.query(sql("ops/running_runs")).to_pylist():
+        if row["run_id"] == keep:
+            continue
+        params = row["params"]
+        if isinstance(params, str):
+            try:
+                params = json.loads(params)
+            except ValueError:
+                continue
+        holder = (params or {}).get("holder")
+        if not isinstance(holder, dict):
+            continue
+        reason = dead_holder_reason(holder, own_lock)
+        if reason is None:
+            continue
+        message = f"crashed: the run was left 'running' and {reason}; found by a later run"
+        warehouse.finish_run(row["run_id"], RunOutcome(status="crashed", error=message))
+        _logger().warning("run %s marked crashed: %s", row["run_id"], reason)
+        crashed.append(row["run_id"])
+    return crashed
+
+
+def _logger() -> Any:
+    try:
+        return get_run_logger()
+    except Exception:  # outside a flow or task run
+        from prefect.logging import get_logger
+
+        return get_logger("decayrec.ops")
 
 
 def maybe_inject_train_fault(config: DecayrecConfig, snapshot: Snapshot) -> None:

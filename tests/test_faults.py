@@ -1,0 +1,263 @@
+"""Process faults on the real `decayrec run` (a subprocess, its own temporary Prefect
+server, DuckDB files): a run killed with SIGKILL in its train stage leaves no lock, no
+server and no run 'running' behind it; SIGTERM stops the run and its server."""
+
+import os
+import queue
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = "2024-01-01"
+LEASE_SECONDS = 60  # the lowest lease Prefect allows; the recovery must take less
+SERVER = re.compile(r"temporary Prefect server on http://127\.0\.0\.1:(\d+)/api \(pid (\d+)\)")
+
+
+def write_events(path: Path, users: int, events_per_user: int, items: int) -> Path:
+    """Synthetic views; 2,500 items make EASE's training take a few seconds."""
+    rng = random.Random(0)
+    rows = ["user_id,item_id,event_type,event_ts,value"]
+    for user in range(users):
+        for j in range(events_per_user):
+            rows.append(f"u{user},i{rng.randrange(items)},view,{1700000000 + user * 60 + j},")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def write_config(path: Path) -> Path:
+    path.write_text(
+        f"orchestration:\n  lock_wait_seconds: 30\n  lock_lease_seconds: {LEASE_SECONDS}\n"
+    )
+    return path
+
+
+def cli_args(tmp_path: Path, events: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "decayrec.cli",
+        "run",
+        "--config",
+        str(write_config(tmp_path / "config.yaml")),
+        "--events",
+        str(events),
+        "--as-of",
+        AS_OF,
+        "--k",
+        "3",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+
+
+def cli_env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop("PREFECT_API_URL", None)  # the CLI starts its temporary server
+    return env
+
+
+class Running:
+    """`decayrec run` in a subprocess, its output read line by line in a thread."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(self.seen)}")
+
+    def rest(self, timeout: float) -> str:
+        """The output until the process's stdout closes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+def server_processes(port: str) -> list[int]:
+    """Live (not zombie) processes of a Prefect server on `port`, by their command line."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if (
+            state != "Z"
+            and b"prefect.server.api.server:create_app" in cmdline
+            and b"--port" in cmdline
+            and cmdline[cmdline.index(b"--port") + 1] == port.encode()
+        ):
+            found.append(int(proc.name))
+    return found
+
+
+def wait_gone(port: str, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := server_processes(port)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def runs(warehouse: Path) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            "select run_id, status, error from recommendation_runs order by started_at"
+        ).fetchall()
+
+
+def test_a_run_killed_in_training_is_marked_crashed_and_the_next_run_publishes(tmp_path):
+    events = write_events(tmp_path / "events.csv", users=400, events_per_user=20, items=2500)
+    args = cli_args(tmp_path, events)
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+
+    first = Running(args, tmp_path)
+    port = first.wait_for(SERVER.pattern, timeout=40).group(1)
+    assert server_processes(port)
+    first.wait_for(r"Task run 'train-\w+' - training ease", timeout=40)
+    os.kill(first.proc.pid, signal.SIGKILL)  # kill -9 while it trains
+    assert first.proc.wait(timeout=10) == -signal.SIGKILL
+    output = first.rest(timeout=10)
+    assert not re.search(r"Task run 'train-\w+' - Finished", output), output  # died training
+    assert wait_gone(port, timeout=15) == [], "the killed run's Prefect server outlived it"
+    [(killed_id, status, _)] = runs(warehouse)
+    assert status == "running"
+
+    started = time.monotonic()
+    second = subprocess.run(
+        args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=LEASE_SECONDS
+    )
+    recovery = time.monotonic() - started
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert recovery < LEASE_SECONDS  # no wait for the dead run's lock or slot
+    print(f"second run after kill -9: {recovery:.1f} s")
+
+    (first_id, first_status, error), (_, second_status, _) = runs(warehouse)
+    assert first_id == killed_id and first_status == "crashed"
+    assert f"process {first.proc.pid} on" in error and "is gone" in error
+    assert second_status == "succeeded"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        [(n_users, n_rows, as_of)] = con.execute(
+            "select count(distinct user_id), count(*), max(as_of_date) from recommendations_latest"
+        ).fetchall()
+    assert (n_users, n_rows, str(as_of)) == (400, 1200, AS_OF)
+
+
+def test_sigterm_stops_the_run_and_its_temporary_prefect_server(tmp_path):
+    events = write_events(tmp_path / "events.csv", users=60, events_per_user=8, items=24)
+    run = Running(cli_args(tmp_path, events), tmp_path)
+    match = run.wait_for(SERVER.pattern, timeout=40)
+    port, server_pid = match.group(1), int(match.group(2))
+    assert server_processes(port) == [server_pid]
+    run.wait_for(r"Task run 'start-run-\w+' - Finished", timeout=30)
+
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=30) != 0
+    output = run.rest(timeout=10)
+    assert "published: True" not in output  # stopped, not finished
+    assert wait_gone(port, timeout=15) == [], f"server on port {port} still running"
+
+
+def test_only_runs_whose_holder_died_or_let_go_of_its_lock_are_marked_crashed(
+    warehouse_url, tmp_path
+):
+    """The next run's sweep (tasks.ops.mark_crashed_runs) on both warehouses, with real
+    processes: one gone, one alive holding its lock, one alive without it."""
+    from datetime import date
+
+    from decayrec.config import DecayrecConfig
+    from decayrec.warehouse import open_warehouse
+    from tasks.ops import mark_crashed_runs, run_holder
+
+    config = DecayrecConfig(data_dir=tmp_path)  # the lock of this run: data_dir/locks/
+    warehouse = open_warehouse(warehouse_url)
+    warehouse.ensure_schema()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    held, free = tmp_path / "other" / "held.lock", tmp_path / "other" / "free.lock"
+    held.parent.mkdir()
+    holding = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+            str(held),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holding.stdout is not None and holding.stdout.readline() == "locked\n"
+        me = run_holder(config)
+        holders = {
+            "gone": {**me, "pid": gone.pid},
+            "holding": {**me, "pid": holding.pid, "lock": str(held)},
+            "let-go": {**me, "pid": holding.pid, "lock": str(free)},
+            "elsewhere": {**me, "host": "another-host", "pid": gone.pid},
+        }
+        for run_id, holder in holders.items():
+            warehouse.start_run(run_id, date(2024, 1, 1), "ease", {"holder": holder})
+        warehouse.start_run("no-holder", date(2024, 1, 1), "ease", {})
+
+        assert sorted(mark_crashed_runs(config, warehouse)) == ["gone", "let-go"]
+    finally:
+        holding.kill()
+        holding.wait()
+    rows = warehouse.query(
+        "select run_id, status, error from recommendation_runs order by run_id"
+    ).to_pylist()
+    status = {r["run_id"]: r["status"] for r in rows}
+    error = {r["run_id"]: r["error"] for r in rows}
+    assert status == {
+        "elsewhere": "running",
+        "gone": "crashed",
+        "holding": "running",
+        "let-go": "crashed",
+        "no-holder": "running",
+    }
+    assert f"process {gone.pid} on" in error["gone"] and "is gone" in error["gone"]
+    assert f"no longer holds {free}" in error["let-go"]

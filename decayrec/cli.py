@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import logging
 import os
 import sys
 import traceback
@@ -162,6 +164,54 @@ def sql_command(args: argparse.Namespace) -> int:
     return 0
 
 
+_FILE_ONLY = "decayrec.cli.logfile"  # a logger whose records go to the log file alone
+
+
+class _OneLine(logging.Formatter):
+    """The console's formatter with tracebacks left out and each message cut to its first
+    line (the full records go to the run's log file)."""
+
+    def __init__(self, inner: logging.Formatter | None, max_chars: int = 300) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.max_chars = max_chars
+
+    def format(self, record: logging.LogRecord) -> str:
+        short = copy.copy(record)
+        short.exc_info, short.exc_text, short.stack_info = None, None, None
+        text = self.inner.format(short).strip().splitlines() or [""]
+        line = text[0]
+        return line if len(line) <= self.max_chars else line[: self.max_chars - 3] + "..."
+
+
+def log_to_file(data_dir: str | Path, command: str) -> Path:
+    """Send every log record (Prefect's included, tracebacks in full) to
+    `<data_dir>/logs/<UTC timestamp>-<command>.log`, and keep the console to one line per
+    record, without tracebacks. Returns the log file's path."""
+    from datetime import UTC, datetime
+
+    import prefect  # noqa: F401 - configures Prefect's logging (its console handler)
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = Path(data_dir) / "logs" / f"{stamp}-{command}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    console = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
+    file_handler = logging.FileHandler(path, encoding="utf-8", delay=False)
+    inner = next((h.formatter for h in console if h.formatter), None)
+    file_handler.setFormatter(
+        inner or logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
+    )
+    file_handler.setLevel(logging.DEBUG)
+    for handler in console:
+        handler.setFormatter(_OneLine(handler.formatter))
+    root.addHandler(file_handler)
+    only_file = logging.getLogger(_FILE_ONLY)
+    only_file.propagate = False
+    only_file.addHandler(file_handler)
+    return path
+
+
 def build_config(args: argparse.Namespace) -> DecayrecConfig:
     config = load_config(
         args.config, warehouse_url=args.warehouse, k=args.k, data_dir=args.data_dir
@@ -191,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace) -> int:
+    log_path: Path | None = None
     try:
         if args.command == "sql":
             return sql_command(args)
@@ -214,6 +265,8 @@ def _command(args: argparse.Namespace) -> int:
                 half_life_days=args.half_life_days,
             )
         config = build_config(args)
+        if args.command in ("run", "demo", "tune"):
+            log_path = log_to_file(config.data_dir, args.command)
         as_of = args.as_of
         if args.command == "demo":
             from decayrec.synthetic import write_demo_events
@@ -244,7 +297,15 @@ def _command(args: argparse.Namespace) -> int:
         summary = nightly(as_of=as_of, config=config)
     except Exception as exc:  # one paragraph, not a traceback, for the operator
         message = _mask_passwords(" ".join(str(exc).split()), args)
-        print(f"decayrec {args.command} failed: {type(exc).__name__}: {message}", file=sys.stderr)
+        where = f" (the full log, tracebacks included: {log_path})" if log_path else ""
+        print(
+            f"decayrec {args.command} failed: {type(exc).__name__}: {message}{where}",
+            file=sys.stderr,
+        )
+        if log_path is not None:
+            logging.getLogger(_FILE_ONLY).error(
+                "decayrec %s failed: %s", args.command, message, exc_info=exc
+            )
         if os.environ.get("DECAYREC_TRACEBACK"):
             raise
         # Drop the failed frames (and the closed DuckDB handles they still reference)

@@ -3,7 +3,9 @@
 Prefect server of its own, runs of dead processes marked crashed, and the training fault
 drill."""
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -104,6 +106,9 @@ def exclusive_run(config: DecayrecConfig, name: str = NIGHTLY_LIMIT) -> Iterator
 
     - The primary guard is an flock on data_dir/locks/<name>.lock, held by this process:
       the OS frees it when the process dies, however it dies (kill -9 included).
+    - Then the warehouse's lock (warehouse_lock), so runs with different data dirs but
+      one warehouse never publish at once either; freed the same way when the process
+      dies.
     - On a Prefect server of its own (shared_prefect_api) the run also holds a slot of
       the global concurrency limit `name` (runs on other machines sharing the API), as a
       lease of orchestration.lock_lease_seconds that this process renews while it runs;
@@ -113,7 +118,10 @@ def exclusive_run(config: DecayrecConfig, name: str = NIGHTLY_LIMIT) -> Iterator
     """
     wait = config.orchestration.lock_wait_seconds
     started = time.monotonic()
-    with file_lock(lock_path(config, name), wait, name):
+    with contextlib.ExitStack() as held:
+        held.enter_context(file_lock(lock_path(config, name), wait, name))
+        left = max(wait - (time.monotonic() - started), 0.0)
+        held.enter_context(warehouse_lock(config, left, name))
         if not shared_prefect_api():
             yield
             return
@@ -133,6 +141,57 @@ def exclusive_run(config: DecayrecConfig, name: str = NIGHTLY_LIMIT) -> Iterator
                 f"{name}: the global concurrency limit stayed taken for {wait:g} s "
                 "(orchestration.lock_wait_seconds)"
             ) from exc
+
+
+def warehouse_lock_key(schema: str | None, name: str = NIGHTLY_LIMIT) -> int:
+    """The PostgreSQL advisory lock key of run lock `name` on a warehouse schema (None:
+    the connection's search_path): a signed 64-bit integer from md5."""
+    digest = hashlib.md5(f"decayrec:{name}:{schema or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def warehouse_lock(
+    config: DecayrecConfig, wait_seconds: float, name: str = NIGHTLY_LIMIT
+) -> Iterator[None]:
+    """Hold the run lock of the warehouse itself, waiting up to `wait_seconds` (then
+    RunRefused naming the warehouse, password masked).
+
+    - DuckDB: an flock on `<warehouse file>.lock`, beside the file.
+    - PostgreSQL: a session-level advisory lock keyed on warehouse.schema_name
+      (warehouse_lock_key), on a connection of its own kept open while the block runs;
+      the server frees it when that session ends, the process's death included.
+    """
+    from decayrec.config import mask_url
+    from decayrec.warehouse import DuckDBWarehouse, configured_warehouse
+
+    warehouse = configured_warehouse(config)
+    if isinstance(warehouse, DuckDBWarehouse):
+        path = Path(f"{warehouse.path.resolve()}.lock")
+        with file_lock(path, wait_seconds, f"{name} on warehouse {mask_url(warehouse.url)}"):
+            yield
+        return
+    key = warehouse_lock_key(config.warehouse.schema_name, name)
+    con = warehouse._connect_with_retries()  # type: ignore[attr-defined]
+    try:
+        con.autocommit = True
+        deadline = time.monotonic() + wait_seconds
+        while not con.execute("select pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                schema = config.warehouse.schema_name or "its search_path schema"
+                raise RunRefused(
+                    f"{name}: another run holds the run lock of warehouse {warehouse.url} "
+                    f"(schema {schema}, advisory lock {key}) and did not finish within "
+                    f"{wait_seconds:g} s (orchestration.lock_wait_seconds)"
+                )
+            time.sleep(0.5)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                con.execute("select pg_advisory_unlock(%s)", [key])
+    finally:
+        con.close()
 
 
 @contextmanager

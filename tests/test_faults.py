@@ -32,21 +32,24 @@ def write_events(path: Path, users: int, events_per_user: int, items: int) -> Pa
     return path
 
 
-def write_config(path: Path) -> Path:
+def write_config(path: Path, wait: float = 30, extra: str = "") -> Path:
     path.write_text(
-        f"orchestration:\n  lock_wait_seconds: 30\n  lock_lease_seconds: {LEASE_SECONDS}\n"
+        f"orchestration:\n  lock_wait_seconds: {wait}\n  lock_lease_seconds: {LEASE_SECONDS}\n"
+        + extra
     )
     return path
 
 
-def cli_args(tmp_path: Path, events: Path) -> list[str]:
+def cli_args(
+    tmp_path: Path, events: Path, data: str = "data", wait: float = 30, extra: str = ""
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "decayrec.cli",
         "run",
         "--config",
-        str(write_config(tmp_path / "config.yaml")),
+        str(write_config(tmp_path / f"config-{data}.yaml", wait, extra)),
         "--events",
         str(events),
         "--as-of",
@@ -54,12 +57,12 @@ def cli_args(tmp_path: Path, events: Path) -> list[str]:
         "--k",
         "3",
         "--data-dir",
-        str(tmp_path / "data"),
+        str(tmp_path / data),
     ]
 
 
-def cli_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
     env.pop("PREFECT_API_URL", None)  # the CLI starts its temporary server
     return env
 
@@ -67,11 +70,11 @@ def cli_env() -> dict[str, str]:
 class Running:
     """`decayrec run` in a subprocess, its output read line by line in a thread."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             args,
             cwd=cwd,
-            env=cli_env(),
+            env=env or cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -261,3 +264,140 @@ def test_only_runs_whose_holder_died_or_let_go_of_its_lock_are_marked_crashed(
     }
     assert f"process {gone.pid} on" in error["gone"] and "is gone" in error["gone"]
     assert f"no longer holds {free}" in error["let-go"]
+
+
+HOLD_WAREHOUSE_LOCK = """
+import sys, time
+from decayrec.config import DecayrecConfig
+from tasks.ops import warehouse_lock
+config = DecayrecConfig.model_validate({"data_dir": sys.argv[1], "warehouse_url": sys.argv[2]})
+with warehouse_lock(config, 10):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold_warehouse_lock(data_dir: Path, url: str = "", **env: str) -> subprocess.Popen[str]:
+    """Another run's process holding the warehouse lock (data dir `data_dir`)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WAREHOUSE_LOCK, str(data_dir), url],
+        cwd=ROOT,
+        env=cli_env(**env),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def test_two_data_dirs_on_one_duckdb_warehouse_never_publish_at_once(tmp_path):
+    """The run lock covers the warehouse: a run with its own data dir waits for the lock
+    beside the shared warehouse file (`<warehouse>.lock`), is refused naming the
+    warehouse, and runs once the holder is gone (killed: the OS frees the lock)."""
+    events = write_events(tmp_path / "events.csv", users=60, events_per_user=8, items=24)
+    warehouse = tmp_path / "shared" / "warehouse.duckdb"
+    url = f"duckdb:///{warehouse}"
+    holder = hold_warehouse_lock(tmp_path / "data-a", url)
+    try:
+        args = [*cli_args(tmp_path, events, data="data-b", wait=2), "--warehouse", url]
+        refused = subprocess.run(
+            args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=50
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 1, refused.stdout[-2000:] + refused.stderr[-2000:]
+    [paragraph] = [line for line in refused.stderr.splitlines() if "run failed" in line]
+    assert "RunRefused" in paragraph and f"warehouse {url}" in paragraph
+    assert f"{warehouse}.lock" in paragraph and "lock_wait_seconds" in paragraph
+    assert "Traceback" not in refused.stderr
+
+    done = subprocess.run(
+        args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=50
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert [s for (_, s, _) in runs(warehouse)] == ["failed", "succeeded"]
+
+
+def test_the_postgresql_run_lock_is_a_session_advisory_lock_freed_when_its_process_dies(
+    postgres_url, tmp_path, monkeypatch
+):
+    from decayrec.config import DecayrecConfig, url_password
+    from tasks.ops import RunRefused, warehouse_lock
+
+    monkeypatch.setenv("DECAYREC_WAREHOUSE_URL", postgres_url)
+    password = url_password(postgres_url)
+    assert password
+    config = DecayrecConfig.model_validate(
+        {"data_dir": str(tmp_path / "mine"), "warehouse": {"schema_name": "recs"}}
+    )
+    other_schema = config.model_copy(
+        update={"warehouse": config.warehouse.model_copy(update={"schema_name": "other"})}
+    )
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLD_WAREHOUSE_LOCK.replace(
+                '"warehouse_url": sys.argv[2]', '"warehouse": {"schema_name": "recs"}'
+            ),
+            str(tmp_path / "theirs"),
+            "",
+        ],
+        cwd=ROOT,
+        env=cli_env(DECAYREC_WAREHOUSE_URL=postgres_url),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        started = time.monotonic()
+        try:
+            with warehouse_lock(config, 1.5):
+                raise AssertionError("took the lock another process holds")
+        except RunRefused as exc:
+            message = str(exc)
+        assert 1.5 <= time.monotonic() - started < 10
+        assert "warehouse postgresql://decayrec:***@" in message and "schema recs" in message
+        assert password not in message
+        with warehouse_lock(other_schema, 0):  # another schema is another warehouse
+            pass
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        with warehouse_lock(config, 10):  # the dead session's lock is gone
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_wrong_password_fails_in_one_paragraph_and_the_traceback_goes_to_the_log(
+    postgres_url, tmp_path
+):
+    from decayrec.config import url_password
+
+    password = url_password(postgres_url)
+    assert password
+    wrong = postgres_url.replace(password, "wrong-" + password[::-1])
+    events = write_events(tmp_path / "events.csv", users=20, events_per_user=5, items=10)
+    args = cli_args(tmp_path, events, extra="warehouse:\n  connect_retries: 0\n")
+    result = subprocess.run(
+        args,
+        cwd=tmp_path,
+        env=cli_env(DECAYREC_WAREHOUSE_URL=wrong),
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    stderr = result.stderr
+    assert len(stderr.splitlines()) <= 15, stderr
+    assert "Traceback" not in stderr
+    [paragraph] = [line for line in stderr.splitlines() if line.startswith("decayrec run failed")]
+    assert "postgresql://decayrec:***@" in paragraph
+    [log] = (tmp_path / "data" / "logs").glob("*-run.log")
+    assert str(log) in paragraph
+    text = log.read_text()
+    assert "Traceback" in text and "WarehouseUnavailable" in text
+    for secret in (password, "wrong-" + password[::-1]):
+        assert secret not in result.stdout + stderr + text

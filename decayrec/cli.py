@@ -190,7 +190,11 @@ def log_to_file(data_dir: str | Path, command: str) -> Path:
     record, without tracebacks. Returns the log file's path."""
     from datetime import UTC, datetime
 
-    import prefect  # noqa: F401 - configures Prefect's logging (its console handler)
+    from prefect.logging.configuration import ensure_logging_setup
+
+    # Prefect's console handler first: configured later, Prefect would see the file
+    # handler on the root logger as the user's and leave its console handler out.
+    ensure_logging_setup()
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     path = Path(data_dir) / "logs" / f"{stamp}-{command}.log"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = "2024-01-01"
@@ -152,19 +153,32 @@ def runs(warehouse: Path) -> list[tuple]:
         ).fetchall()
 
 
-def test_a_run_killed_in_training_is_marked_crashed_and_the_next_run_publishes(tmp_path):
-    events = write_events(tmp_path / "events.csv", users=400, events_per_user=20, items=2500)
+# stage -> (the line after which the stage runs, the line it would print when done)
+KILL_POINTS = {
+    "ingest": (r"Task run 'start-run-\w+' - Finished", r"Task run 'ingest-\w+' - Finished"),
+    "train": (r"Task run 'train-\w+' - training ease", r"Task run 'train-\w+' - Finished"),
+    "export": (r"Task run 'gate-\w+' - Finished", r"Task run 'export-\w+' - Finished"),
+}
+
+
+@pytest.mark.parametrize("stage", list(KILL_POINTS))
+def test_a_run_killed_in_a_stage_is_marked_crashed_and_the_next_run_publishes(tmp_path, stage):
+    """kill -9 as the stage runs (detected from the run's own log lines: the line just
+    before it, and the stage's 'Finished' never printed)."""
+    started_line, finished_line = KILL_POINTS[stage]
+    items = 2500 if stage == "train" else 200  # training lasts seconds only where needed
+    events = write_events(tmp_path / "events.csv", users=400, events_per_user=20, items=items)
     args = cli_args(tmp_path, events)
     warehouse = tmp_path / "data" / "warehouse.duckdb"
 
     first = Running(args, tmp_path)
     port = first.wait_for(SERVER.pattern, timeout=40).group(1)
     assert server_processes(port)
-    first.wait_for(r"Task run 'train-\w+' - training ease", timeout=40)
-    os.kill(first.proc.pid, signal.SIGKILL)  # kill -9 while it trains
+    first.wait_for(started_line, timeout=40)
+    os.kill(first.proc.pid, signal.SIGKILL)  # kill -9 while the stage runs
     assert first.proc.wait(timeout=10) == -signal.SIGKILL
     output = first.rest(timeout=10)
-    assert not re.search(r"Task run 'train-\w+' - Finished", output), output  # died training
+    assert not re.search(finished_line, output), output  # died in the stage
     assert wait_gone(port, timeout=15) == [], "the killed run's Prefect server outlived it"
     [(killed_id, status, _)] = runs(warehouse)
     assert status == "running"
@@ -176,7 +190,7 @@ def test_a_run_killed_in_training_is_marked_crashed_and_the_next_run_publishes(t
     recovery = time.monotonic() - started
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert recovery < LEASE_SECONDS  # no wait for the dead run's lock or slot
-    print(f"second run after kill -9: {recovery:.1f} s")
+    print(f"second run after kill -9 in {stage}: {recovery:.1f} s")
 
     (first_id, first_status, error), (_, second_status, _) = runs(warehouse)
     assert first_id == killed_id and first_status == "crashed"

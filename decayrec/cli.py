@@ -164,7 +164,22 @@ def sql_command(args: argparse.Namespace) -> int:
     return 0
 
 
-_FILE_ONLY = "decayrec.cli.logfile"  # a logger whose records go to the log file alone
+class _LogFile(logging.FileHandler):
+    """The run's log file. A write that fails (a full disk) stops the file quietly: the
+    console still gets every record's line, and the run's own error is what counts."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.failed = True
+
+
+_FILE_ONLY = "decayrec.cli.logfile"
+_LOG_FILE: _LogFile | None = None  # a logger whose records go to the log file alone
 
 
 class _OneLine(logging.Formatter):
@@ -201,7 +216,7 @@ def log_to_file(data_dir: str | Path, command: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     console = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
-    file_handler = logging.FileHandler(path, encoding="utf-8", delay=False)
+    file_handler = _LogFile(path, encoding="utf-8")
     inner = next((h.formatter for h in console if h.formatter), None)
     file_handler.setFormatter(
         inner or logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
@@ -210,6 +225,8 @@ def log_to_file(data_dir: str | Path, command: str) -> Path:
     for handler in console:
         handler.setFormatter(_OneLine(handler.formatter))
     root.addHandler(file_handler)
+    global _LOG_FILE
+    _LOG_FILE = file_handler
     only_file = logging.getLogger(_FILE_ONLY)
     only_file.propagate = False
     only_file.addHandler(file_handler)
@@ -302,6 +319,8 @@ def _command(args: argparse.Namespace) -> int:
     except Exception as exc:  # one paragraph, not a traceback, for the operator
         message = _mask_passwords(" ".join(str(exc).split()), args)
         where = f" (the full log, tracebacks included: {log_path})" if log_path else ""
+        if log_path and _LOG_FILE is not None and _LOG_FILE.failed:
+            where = f" (the log {log_path} could not be written in full)"
         print(
             f"decayrec {args.command} failed: {type(exc).__name__}: {message}{where}",
             file=sys.stderr,

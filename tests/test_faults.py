@@ -415,3 +415,138 @@ def test_a_wrong_password_fails_in_one_paragraph_and_the_traceback_goes_to_the_l
     assert "Traceback" in text and "WarehouseUnavailable" in text
     for secret in (password, "wrong-" + password[::-1]):
         assert secret not in result.stdout + stderr + text
+
+
+def latest_lists(warehouse: Path) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            "select as_of_date, user_id, rank, item_id, score, source "
+            "from recommendations_latest order by user_id, rank"
+        ).fetchall()
+
+
+def test_a_corrupted_snapshot_is_rebuilt_and_the_same_lists_are_published(tmp_path):
+    events = write_events(tmp_path / "events.csv", users=80, events_per_user=10, items=60)
+    args = cli_args(tmp_path, events)
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    first = subprocess.run(args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    published = latest_lists(warehouse)
+    assert len(published) == 240
+
+    [matrix] = (tmp_path / "data" / "snapshots").glob("*/matrix.parquet")
+    size = matrix.stat().st_size
+    assert size > 2500
+    with open(matrix, "r+b") as f:  # 2,000 bytes of garbage in the middle
+        f.seek(size // 2 - 1000)
+        f.write(bytes(random.Random(1).randrange(256) for _ in range(2000)))
+
+    second = subprocess.run(args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    [warning] = [line for line in second.stderr.splitlines() if "is rebuilt" in line]
+    assert "WARNING" in warning and "matrix.parquet" in warning
+    assert latest_lists(warehouse) == published
+    assert [s for (_, s, _) in runs(warehouse)] == ["succeeded", "succeeded"]
+
+
+def test_no_password_in_any_output_record_or_file_after_a_failed_and_a_killed_run(
+    postgres_url, tmp_path
+):
+    """Against PostgreSQL (the URL, password included, in DECAYREC_WAREHOUSE_URL): a run
+    failed by the training fault drill, then a run killed with SIGKILL as it trains. The
+    password is in neither run's stdout or stderr, the warehouse's tables (every row cast
+    to text), the data dir (models, runs, logs, lake, snapshots) nor the Prefect home of
+    the CLI's temporary server (its SQLite database and result storage)."""
+    import psycopg
+
+    from decayrec.config import url_password
+
+    password = url_password(postgres_url)
+    assert password
+    home = tmp_path / "prefect-home"
+    env = cli_env(DECAYREC_WAREHOUSE_URL=postgres_url, PREFECT_HOME=str(home))
+    events = write_events(tmp_path / "events.csv", users=400, events_per_user=20, items=2500)
+    extra = "  fault_train_once: true\nwarehouse:\n  schema_name: recs\n"
+    args = cli_args(tmp_path, events, extra=extra)
+
+    failed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
+    assert "injected training failure" in failed.stderr
+
+    killed = Running(args, tmp_path, env=env)
+    killed.wait_for(r"Task run 'train-\w+' - training ease", timeout=40)
+    os.kill(killed.proc.pid, signal.SIGKILL)
+    killed.proc.wait(timeout=10)
+    killed_output = killed.rest(timeout=10)
+
+    for text in (failed.stdout, failed.stderr, killed_output):
+        assert password not in text
+    with psycopg.connect(postgres_url) as con:
+        tables = [
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'recs'"
+            )
+        ]
+        assert "recommendation_runs" in tables
+        statuses = sorted(s for (s,) in con.execute("select status from recs.recommendation_runs"))
+        assert statuses == ["failed", "running"]
+        for table in tables:
+            rows = con.execute(f'select t::text from recs."{table}" t').fetchall()
+            assert not any(password in row for (row,) in rows), table
+    files = [p for root in (tmp_path / "data", home) for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "prefect.db" for p in files)
+    assert any(p.suffix == ".log" for p in files)
+    leaks = [p for p in files if password.encode() in p.read_bytes()]
+    assert leaks == []
+
+
+def test_a_full_disk_fails_in_one_paragraph_and_the_published_lists_stay_live(tmp_path):
+    """The data dir (lake, snapshots, models, logs, the DuckDB warehouse) on a 128 MiB
+    tmpfs (mount -t tmpfs: the tests run as root), filled up after a first run: the
+    next night fails with one paragraph and the lists of the first stay live. Where
+    mounting is not allowed, the data dir's snapshots/ is made read-only instead (a
+    non-root user cannot write there either)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", str(data)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        events = write_events(tmp_path / "events.csv", users=80, events_per_user=10, items=60)
+        args = cli_args(tmp_path, events)
+        warehouse = data / "warehouse.duckdb"
+        first = subprocess.run(args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+        assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+        published = latest_lists(warehouse)
+        if mounted:
+            fd = os.open(data / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                for block in (1 << 20, 4096, 1):  # until not one byte more fits
+                    try:
+                        while True:
+                            os.write(fd, b"\0" * block)
+                    except OSError:
+                        pass
+            finally:
+                os.close(fd)
+        else:
+            (data / "snapshots").chmod(0o555)
+        args[args.index(AS_OF)] = "2024-01-02"  # the next night: a new snapshot and lists
+        full = subprocess.run(args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+        assert full.returncode == 1, full.stdout[-2000:] + full.stderr[-2000:]
+        assert "Traceback" not in full.stderr, full.stderr
+        assert len(full.stderr.splitlines()) <= 25, full.stderr
+        [paragraph] = [
+            line for line in full.stderr.splitlines() if line.startswith("decayrec run failed")
+        ]
+        print(paragraph)
+        assert latest_lists(warehouse) == published
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(data)], check=True)
+        else:
+            (data / "snapshots").chmod(0o755)

@@ -186,7 +186,7 @@ class _OneLine(logging.Formatter):
     """The console's formatter with tracebacks left out and each message cut to its first
     line (the full records go to the run's log file)."""
 
-    def __init__(self, inner: logging.Formatter | None, max_chars: int = 300) -> None:
+    def __init__(self, inner: logging.Formatter | None, max_chars: int = 2000) -> None:
         super().__init__()
         self.inner = inner or logging.Formatter()
         self.max_chars = max_chars

@@ -174,6 +174,11 @@ class Registry:
             return self._set_aside(pointer, why)
         return record
 
+    def set_aside_champion(self, why: str) -> str:
+        """Set the champion pointer aside (its model cannot be used: `why`); the warning."""
+        self._set_aside(self.root / CHAMPION, why)
+        return self.warnings[-1]
+
     def _set_aside(self, pointer: Path, why: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         aside = pointer.with_name(f"{pointer.name}.corrupt-{stamp}")

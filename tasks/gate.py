@@ -5,6 +5,7 @@ from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
 from decayrec.features import Snapshot
+from decayrec.models.base import ModelFileError
 from decayrec.registry import KEEP, POPULARITY, PROMOTE, Registry, gate
 from decayrec.train import TrainedLists, popularity_lists, score_saved_model
 
@@ -35,8 +36,21 @@ def champion_gate(
         logger.warning("gate: %s (%s)", decision["decision"], decision["warning"])
     else:
         logger.info("gate: %s (%s)", decision["decision"], decision["reason"])
-    if decision["decision"] == KEEP:
-        return score_saved_model(config, champion, snapshot, run_id), decision
+    if decision["decision"] == KEEP and champion is not None:
+        try:
+            return score_saved_model(config, champion, snapshot, run_id), decision
+        except ModelFileError as exc:
+            # a champion whose model file cannot be loaded (corrupted, or a pickle that
+            # would run code) is set aside like a broken champion.json: the challenger is
+            # judged against popularity alone
+            warning = registry.set_aside_champion(str(exc))
+            logger.warning("gate: %s", warning)
+            decision = {
+                **gate(config, as_of_time, metrics, None),
+                "challenger_id": challenger.model_id,
+                "champion_set_aside": warning,
+            }
+            logger.warning("gate: %s (%s)", decision["decision"], decision["reason"])
     if decision["decision"] == POPULARITY:
         return popularity_lists(config, snapshot, run_id), decision
     return trained, decision

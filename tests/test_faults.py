@@ -2,6 +2,7 @@
 server, DuckDB files): a run killed with SIGKILL in its train stage leaves no lock, no
 server and no run 'running' behind it; SIGTERM stops the run and its server."""
 
+import json
 import os
 import queue
 import random
@@ -550,3 +551,64 @@ def test_a_full_disk_fails_in_one_paragraph_and_the_published_lists_stay_live(tm
             subprocess.run(["umount", str(data)], check=True)
         else:
             (data / "snapshots").chmod(0o755)
+
+
+class _Planted:
+    """Unpickled, it would create a file: what a malicious model.pt would do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.marker, "w"))
+
+
+def test_a_champion_whose_model_file_would_run_code_is_set_aside_and_never_loaded(tmp_path):
+    """Two user groups with disjoint tastes: item-item (the first night's champion) beats a
+    popularity-only challenger, so the gate keeps the champion and loads its model.pt.
+    That file now holds a pickle that would create a marker file: the run warns, naming
+    the file, sets the champion aside, judges the challenger against popularity alone
+    and publishes; the marker never exists."""
+    import torch
+
+    rng = random.Random(7)
+    lines = ["user_id,item_id,event_type,event_ts,value"]
+    for group, prefix in ((0, "a"), (1, "b")):
+        for u in range(30):
+            for i in rng.sample(range(12), 6 if group == 0 else 9):
+                ts = 1704067200 + rng.uniform(0, 90) * 86400
+                lines.append(f"g{group}-{u},{prefix}{i},click,{int(ts)},")
+    events = tmp_path / "events.csv"
+    events.write_text("\n".join(lines) + "\n")
+    common = "evaluation:\n  protocols: [global_time]\n  test_fraction: 0.2\nuse_tuned: false\n"
+    popularity_only = "model:\n  name: itemknn\n  neighbours: 20\n  min_history: 10000\n"
+    bad = cli_args(tmp_path, events)
+    bad[bad.index("--config") + 1] = str(
+        write_config(tmp_path / "config-bad.yaml", extra=common + popularity_only)
+    )
+    good = cli_args(tmp_path, events, extra=common + "model:\n  name: itemknn\n  neighbours: 20\n")
+    for args in (good, bad):
+        args[args.index(AS_OF)] = "2024-04-01"
+    first = subprocess.run(good, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    models = tmp_path / "data" / "models"
+    champion_id = json.loads((models / "champion.json").read_text())["model_id"]
+    model_file = models / champion_id / "model.pt"
+    marker = tmp_path / "code-ran"
+    torch.save(_Planted(marker), model_file)
+    assert not marker.exists()
+
+    second = subprocess.run(bad, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert not marker.exists()
+    gate_lines = [line for line in second.stderr.splitlines() if "gate:" in line]
+    set_aside = [line for line in gate_lines if "set aside" in line]
+    assert len(set_aside) == 1, gate_lines
+    warning = set_aside[0]
+    assert f"model file {model_file} cannot be loaded" in warning
+    assert "Traceback" not in second.stderr
+    assert list(models.glob("champion.json.corrupt-*"))
+    new_champion = json.loads((models / "champion.json").read_text())["model_id"]
+    assert new_champion != champion_id
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    assert [s for (_, s, _) in runs(warehouse)] == ["succeeded", "succeeded"]

@@ -11,9 +11,9 @@ from prefect import get_run_logger
 from prefect.context import FlowRunContext
 from prefect.logging import get_logger
 
-from decayrec.config import DecayrecConfig
-from decayrec.warehouse import RunOutcome, configured_warehouse
-from tasks.ops import RunRefused, exclusive_run
+from decayrec.config import DecayrecConfig, mask_url
+from decayrec.warehouse import RunOutcome, configured_warehouse, record_run_locally
+from tasks.ops import LockUnavailable, RunRefused, exclusive_run
 
 _EPOCH_END = datetime.max.replace(tzinfo=UTC)
 
@@ -96,6 +96,18 @@ def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
         as_of = parameters.get("as_of") or config.today()
         as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
         run_id = str(flow_run.id)
+        error = state.result(raise_on_failure=False)
+        if isinstance(error, LockUnavailable):  # the warehouse cannot take the record either
+            url = config.resolved_warehouse_url
+            outcome = RunOutcome(status="failed", failed_task="lock", error=str(error)[:4000])
+            path = record_run_locally(config.data_dir, run_id, as_of, outcome, url)
+            logger.error(
+                "run %s failed and the warehouse %s could not record it; recorded in %s",
+                run_id,
+                mask_url(url),
+                path,
+            )
+            return
         warehouse = configured_warehouse(config)
         warehouse.ensure_schema()
         rows = warehouse.query(
@@ -107,7 +119,6 @@ def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
             warehouse.start_run(
                 run_id, as_of, str(config.model.name), config.model_dump(mode="json")
             )
-        error = state.result(raise_on_failure=False)
         failed_task = "lock" if isinstance(error, RunRefused) else _failed_task(flow_run.id)
         message = str(error) if isinstance(error, BaseException) else (state.message or "")
         warehouse.finish_run(

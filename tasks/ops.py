@@ -34,6 +34,10 @@ class RunRefused(RuntimeError):
     """Another run holds the lock and did not release it within the wait."""
 
 
+class LockUnavailable(RuntimeError):
+    """The warehouse could not be reached to take its run lock (the message says why)."""
+
+
 class InjectedFault(RuntimeError):
     """A failure injected on purpose (orchestration.fault_train_once)."""
 
@@ -172,7 +176,12 @@ def warehouse_lock(
             yield
         return
     key = warehouse_lock_key(config.warehouse.schema_name, name)
-    con = warehouse._connect_with_retries()  # type: ignore[attr-defined]
+    from decayrec.warehouse import WarehouseUnavailable
+
+    try:
+        con = warehouse._connect_with_retries()  # type: ignore[attr-defined]
+    except WarehouseUnavailable as exc:
+        raise LockUnavailable(f"{name}: cannot take the run lock: {exc}") from None
     try:
         con.autocommit = True
         deadline = time.monotonic() + wait_seconds

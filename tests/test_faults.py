@@ -413,7 +413,7 @@ def test_a_wrong_password_fails_in_one_paragraph_and_the_traceback_goes_to_the_l
     [log] = (tmp_path / "data" / "logs").glob("*-run.log")
     assert str(log) in paragraph
     text = log.read_text()
-    assert "Traceback" in text and "WarehouseUnavailable" in text
+    assert "Traceback" in text and "LockUnavailable" in text and "is unreachable" in text
     for secret in (password, "wrong-" + password[::-1]):
         assert secret not in result.stdout + stderr + text
 

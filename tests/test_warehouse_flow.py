@@ -13,8 +13,9 @@ import pytest
 from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig, movielens_sources
 from decayrec.pg_local import free_port
 from decayrec.queries import run_query
-from decayrec.warehouse import InjectedFailure, WarehouseUnavailable, open_warehouse
+from decayrec.warehouse import InjectedFailure, open_warehouse
 from flows.nightly import nightly
+from tasks.ops import LockUnavailable
 
 AS_OF = date(2018, 10, 1)
 LIST_QUERY = "select user_id, rank, item_id, score, source from recommendations order by 1, 2"
@@ -201,14 +202,14 @@ def test_an_unreachable_postgres_fails_the_run_clearly_and_the_failure_is_record
             )
         }
     )
-    with pytest.raises(WarehouseUnavailable) as info:
+    with pytest.raises(LockUnavailable) as info:  # the run lock is the warehouse's
         nightly(as_of=date(2024, 1, 1), config=config)
     message = str(info.value)
     assert "decayrec:***@127.0.0.1" in message
     assert "is unreachable: 3 connection attempts failed" in message
     [record_path] = list((config.data_dir / "runs").glob("*/run_record.json"))
     record = json.loads(record_path.read_text())
-    assert record["status"] == "failed" and record["failed_task"] == "start-run"
+    assert record["status"] == "failed" and record["failed_task"] == "lock"
     assert "is unreachable" in record["error"] and record["warehouse"].endswith("/decayrec")
     # nothing was ingested or published: the run stopped before its first stage
     assert not (config.data_dir / "snapshots").exists()

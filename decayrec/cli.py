@@ -178,8 +178,8 @@ class _LogFile(logging.FileHandler):
         self.failed = True
 
 
-_FILE_ONLY = "decayrec.cli.logfile"
-_LOG_FILE: _LogFile | None = None  # a logger whose records go to the log file alone
+_FILE_ONLY = "decayrec.cli.logfile"  # a logger whose records go to the log file alone
+_LOG_FILE: _LogFile | None = None  # this command's log file, once log_to_file made it
 
 
 class _OneLine(logging.Formatter):

@@ -1,6 +1,10 @@
 """Process faults on the real `decayrec run` (a subprocess, its own temporary Prefect
-server, DuckDB files): a run killed with SIGKILL in its train stage leaves no lock, no
-server and no run 'running' behind it; SIGTERM stops the run and its server."""
+server, DuckDB files or a real PostgreSQL): a run killed with SIGKILL in its ingest, train
+or export stage leaves no lock, no server and no run 'running' behind it; SIGTERM stops
+the run and its server; the run lock covers the warehouse (two data dirs, one
+warehouse); a wrong password, a full disk and a champion whose model file would run code
+end in one paragraph (tracebacks in the run's log file); a corrupted snapshot is
+rebuilt; no password leaks anywhere after a failed and a killed run."""
 
 import json
 import os

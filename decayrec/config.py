@@ -569,7 +569,8 @@ class PublishConfig(_Model):
         0.5,
         ge=0,
         description="catalogue coverage (distinct listed items / items in the snapshot) must be "
-        "at least this times the previous published date's; 0: off",
+        "at least this times the previous published date's; 0: off; not applied when the gate "
+        "decided to publish popularity lists",
     )
     min_overlap: float = Field(
         0.0,

@@ -4,16 +4,18 @@ Tonight's lists (user_id, rank, item_id, score, source) are compared with the li
 the newest date published before them:
 
 - fallback share: rows whose source is 'fallback' / rows, at most
-  `publish.max_fallback_share` (not applied to popularity lists the gate chose to publish:
-  every row of those is a fallback, and the gate has already recorded why);
+  `publish.max_fallback_share`;
 - catalogue coverage: distinct listed items / items in tonight's snapshot, at least
   `publish.min_coverage_ratio` times the previous date's coverage (the previous date's
   distinct items over the same snapshot's items);
 - overlap: the share of the previous date's (user, item) pairs still listed tonight, over
   the users listed on both dates, at least `publish.min_overlap`.
 
-A failed bound raises PublishCheckFailed: the run is not published and the previous
-date's lists stay live.
+Popularity lists that the gate chose to publish (its floor, decision publish_popularity)
+skip the fallback and coverage bounds: every row of those is a fallback and they list few
+items by construction, and the gate has already recorded why. Their figures are still
+measured and recorded. A failed bound raises PublishCheckFailed: the run is not
+published and the previous date's lists stay live.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def check_lists(
     date's published lists: as_of_date, user_id, item_id, source; empty when none), with
     `n_items` items in tonight's snapshot. Returns the figures and the bounds checked;
     raises PublishCheckFailed, one paragraph naming each failed bound, when one fails.
-    `model_lists` is False for popularity lists the gate chose: no fallback bound then."""
+    `model_lists` is False for popularity lists the gate chose: no fallback or coverage
+    bound then."""
     n_rows = lists.num_rows
     n_fallback = int(pc.sum(pc.equal(lists["source"], FALLBACK)).as_py() or 0) if n_rows else 0
     fallback_share = n_fallback / n_rows if n_rows else 0.0
@@ -90,6 +93,7 @@ def check_lists(
         "overlap": None,
         "overlap_users": 0,
         "fallback_bound_applied": model_lists,
+        "coverage_bound_applied": model_lists,
         "max_fallback_share": settings.max_fallback_share,
         "min_coverage_ratio": settings.min_coverage_ratio,
         "min_overlap": settings.min_overlap,
@@ -107,7 +111,7 @@ def check_lists(
         figures["previous_coverage"] = round(previous_coverage, 6)
         ratio = coverage / previous_coverage if previous_coverage else None
         figures["coverage_ratio"] = None if ratio is None else round(ratio, 6)
-        if ratio is not None and ratio < settings.min_coverage_ratio:
+        if model_lists and ratio is not None and ratio < settings.min_coverage_ratio:
             failures.append(
                 f"catalogue coverage {coverage:.3f} ({n_listed_items} of {n_items} items) is "
                 f"{ratio:.2f} times the {previous_coverage:.3f} ({n_previous_items} items) of "

@@ -85,21 +85,43 @@ def test_each_bound_fails_with_one_paragraph_naming_it():
     assert message.endswith("they are not published and the lists of 2018-09-30 stay live")
 
 
-def test_popularity_lists_chosen_by_the_gate_skip_the_fallback_bound():
+def test_popularity_lists_chosen_by_the_gate_skip_the_fallback_and_coverage_bounds():
     everything_fallback = lists([("u1", "a", "fallback"), ("u2", "a", "fallback")])
     figures = check_lists(
         everything_fallback,
-        previous([]),
-        as_of=D1,
-        n_items=4,
+        BEFORE,
+        as_of=D2,
+        n_items=10,
         settings=PublishConfig(),
         model_lists=False,
     )
     assert figures["fallback_share"] == 1.0 and figures["fallback_bound_applied"] is False
-    assert figures["previous_date"] is None and figures["overlap"] is None
-    strict = PublishConfig()  # the same lists as model lists: over the fallback bound
-    with pytest.raises(PublishCheckFailed, match="no earlier lists are published"):
-        check_lists(everything_fallback, previous([]), as_of=D1, n_items=4, settings=strict)
+    assert figures["coverage_ratio"] == 0.2 and figures["coverage_bound_applied"] is False
+    assert figures["overlap"] == 0.5 and figures["passed"] is True  # (u1,a), (u2,a) of 4
+    with pytest.raises(PublishCheckFailed, match="overlap 0.50 with 2018-09-30"):
+        check_lists(
+            everything_fallback,
+            BEFORE,
+            as_of=D2,
+            n_items=10,
+            settings=PublishConfig(min_overlap=0.6),
+            model_lists=False,
+        )
+    # the same lists as model lists, on a first date: the fallback bound alone applies
+    first = check_lists(
+        lists([("u1", "a", "model")]), previous([]), as_of=D1, n_items=4, settings=PublishConfig()
+    )
+    assert first["previous_date"] is None and first["overlap"] is None
+    assert first["coverage_ratio"] is None and first["passed"] is True
+    with pytest.raises(PublishCheckFailed) as failed:
+        check_lists(
+            everything_fallback, previous([]), as_of=D1, n_items=4, settings=PublishConfig()
+        )
+    assert str(failed.value) == (
+        "the lists for 2018-09-30 fail the publish check: fallback share 1.00 (2 of 2 rows with "
+        "source 'fallback') exceeds publish.max_fallback_share 0.50; they are not published and "
+        "no earlier lists are published"
+    )
 
 
 @pytest.fixture(scope="module")

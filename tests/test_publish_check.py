@@ -14,7 +14,6 @@ from ops_data import small_config, write_movielens_subset
 from decayrec.config import PublishConfig
 from decayrec.publish_check import PublishCheckFailed, check_lists
 from flows.nightly import nightly
-from tasks.publish_check import publish_check  # noqa: F401 - the flow's stage imports
 
 D1, D2 = date(2018, 9, 30), date(2018, 10, 1)
 

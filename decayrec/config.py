@@ -563,6 +563,35 @@ class ContentConfig(_Model):
         return self
 
 
+class PublishConfig(_Model):
+    """Sanity bounds that the lists about to be published must pass (decayrec.publish_check):
+    lists that fail one are not published, the previous date's lists stay live and the run
+    fails at its publish-check stage."""
+
+    enabled: bool = Field(True, description="check the lists against the bounds before export")
+    max_fallback_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="most share of list rows from the popularity fallback (source 'fallback'); "
+        "not applied when the gate decided to publish popularity lists",
+    )
+    min_coverage_ratio: float = Field(
+        0.5,
+        ge=0,
+        description="catalogue coverage (distinct listed items / items in the snapshot) must be "
+        "at least this times the previous published date's; 0: off; not applied when the gate "
+        "decided to publish popularity lists",
+    )
+    min_overlap: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="least share of the previous date's (user, item) pairs still listed, over "
+        "users listed on both dates; 0: off",
+    )
+
+
 class DecayrecConfig(_Model):
     """Everything one run of decayrec needs."""
 
@@ -598,6 +627,7 @@ class DecayrecConfig(_Model):
     )
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     content: ContentConfig = Field(default_factory=ContentConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @field_validator("timezone")
     @classmethod

@@ -445,3 +445,50 @@ def _snapshot_message(path: Path, why: str) -> str:
         "run again: the snapshot is rebuilt from the lake."
     )
     return " ".join(text.split())
+
+
+class NoEvents(ValueError):
+    """The lake holds no event before the as-of instant: nothing to recommend from."""
+
+
+def require_events(config: DecayrecConfig, as_of: datetime) -> int:
+    """The number of events in the lake before `as_of`; raises NoEvents (one paragraph
+    naming the lake, the instant and any source pattern that matches no file) when there
+    are none, so a run fails instead of publishing empty lists."""
+    n_before = n_events = 0
+    if Path(config.lake_path).exists():
+        con = connect(config.lake_path)
+        try:
+            run_script(con, "lake/schema")
+            n_before, n_events = con.execute(
+                sql("features/events_before"), {"as_of": as_of}
+            ).fetchall()[0]
+        finally:
+            con.close()
+    if n_before:
+        return int(n_before)
+    held = (
+        f"it holds {n_events} events, all at or after that instant"
+        if n_events
+        else "it holds no events at all"
+    )
+    unmatched = _sources_without_files(config)
+    if unmatched:
+        held += "; no file matches the source path " + ", ".join(unmatched)
+    raise NoEvents(
+        f"no events before {as_of.isoformat()} in the lake ({config.lake_path}): nothing to "
+        f"recommend from ({held})"
+    )
+
+
+def _sources_without_files(config: DecayrecConfig) -> list[str]:
+    from decayrec.ingest import IngestError, source_files
+
+    unmatched = []
+    for source in config.sources:
+        try:
+            if not source_files(source):
+                unmatched.append(source.path)
+        except IngestError:  # a missing plain path
+            unmatched.append(source.path)
+    return unmatched

@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ import numpy as np
 
 from decayrec.config import DecayrecConfig, SourceConfig
 from decayrec.sqlfiles import connect, escape_ident, quote_ident, run_script, sql
+
+log = logging.getLogger(__name__)
 
 
 class IngestError(RuntimeError):
@@ -58,6 +61,8 @@ class BatchResult:
     timestamp_unit: str
     validation_path: str
     quarantined_by_expectation: dict[str, int] = field(default_factory=dict)
+    rows_conflicting: int = 0  # key already loaded with another value: first value kept
+    message: str | None = None
 
 
 def open_lake(config: DecayrecConfig) -> duckdb.DuckDBPyConnection:
@@ -425,8 +430,32 @@ def load_batches(
         con.close()
 
 
+def conflicting_rows(con: duckdb.DuckDBPyConnection, file: str) -> tuple[int, str | None]:
+    """How many good rows of `parsed_batch` carry an event key already in `events` with
+    another value, and a one-paragraph message naming the file, rows and fields (None when
+    there are none). Such rows are not inserted: the first loaded value is kept."""
+    rows = con.execute(sql("validate/conflicting_rows"), {"max_examples": 3}).fetchall()
+    if not rows:
+        return 0, None
+    n = rows[0][-1]
+    examples = "; ".join(
+        f"{'line ' + str(line) if line is not None else 'row ' + str(rn)}: user_id "
+        f"{user!r}, item_id {item!r}, event_type {etype!r}, event_ts {ts.isoformat()}: value "
+        f"{value} vs loaded {loaded}"
+        for rn, line, user, item, etype, ts, value, loaded, _ in rows
+    )
+    message = (
+        f"{file}: {n} rows conflict with loaded events (same user_id, item_id, event_type and "
+        f"event_ts, another value); the first loaded value is kept. Examples: {examples}"
+    )
+    return n, message
+
+
 def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) -> BatchResult:
     params = {"batch_id": batch.batch_id, "now": now}
+    n_conflicting, conflict_message = conflicting_rows(con, batch.file)
+    if conflict_message:
+        log.warning(conflict_message)
     con.execute("begin transaction")
     try:
         before = con.execute("select count(*) from events").fetchall()[0][0]
@@ -460,8 +489,11 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
             con.execute("select expectation, count(*) from bad_rows group by all").fetchall()
         )
         con.execute(
-            "insert into load_log values ($batch_id, $source, $file, $sha, 'loaded', $read, "
-            "$accepted, $inserted, $bad, $unit, $path, null, $run_id, $now)",
+            "insert into load_log (batch_id, source, file, sha256, status, rows_read, "
+            "rows_accepted, rows_inserted, rows_quarantined, timestamp_unit, validation_path, "
+            "message, run_id, logged_at, rows_conflicting) values ($batch_id, $source, $file, "
+            "$sha, 'loaded', $read, $accepted, $inserted, $bad, $unit, $path, $message, "
+            "$run_id, $now, $conflicting)",
             {
                 **params,
                 "source": batch.source,
@@ -474,6 +506,8 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
                 "unit": batch.timestamp_unit,
                 "path": verdict.path,
                 "run_id": run_id,
+                "message": conflict_message,
+                "conflicting": n_conflicting,
             },
         )
         con.execute(
@@ -494,13 +528,16 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
         timestamp_unit=batch.timestamp_unit,
         validation_path=verdict.path,
         quarantined_by_expectation=by_expectation,
+        rows_conflicting=n_conflicting,
+        message=conflict_message,
     )
 
 
 def _log_failure(con, batch: StagedBatch, run_id: str, message: str, path: str | None, now) -> None:
     con.execute(
-        "insert into load_log values ($batch_id, $source, $file, $sha, 'failed', $read, "
-        "null, null, null, $unit, $path, $message, $run_id, $now)",
+        "insert into load_log (batch_id, source, file, sha256, status, rows_read, "
+        "timestamp_unit, validation_path, message, run_id, logged_at) values ($batch_id, "
+        "$source, $file, $sha, 'failed', $read, $unit, $path, $message, $run_id, $now)",
         {
             "batch_id": batch.batch_id,
             "source": batch.source,

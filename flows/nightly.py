@@ -1,4 +1,5 @@
-"""The nightly flow: sources -> ingest -> validate -> features -> train -> evaluate -> export."""
+"""The nightly flow: sources -> ingest -> validate -> features -> train -> evaluate -> gate ->
+publish-check -> export."""
 
 import time
 import uuid
@@ -24,6 +25,7 @@ from tasks.export import (
 from tasks.features import cached_features
 from tasks.gate import champion_gate, promote
 from tasks.ingest import ingest
+from tasks.publish_check import publish_check
 from tasks.tune import configure, report_decay
 from tasks.validate import validate
 
@@ -90,6 +92,8 @@ def nightly(
         trained, gate = stage(
             "gate", champion_gate, config, as_of_time, snapshot, trained, metrics, run_id
         )
+        # sanity bounds against the previous published date: failing lists stay unpublished
+        checked = stage("publish-check", publish_check, config, as_of, snapshot, trained, gate)
         published = stage("export", export, config, as_of, trained, run_id)
         stage("promote", promote, config, gate)
     except StageFailed as failure:
@@ -103,7 +107,12 @@ def nightly(
         raise failure.cause from None
     outcome = RunOutcome(
         status="succeeded",
-        metrics={**metrics, "decay": {**decay, "tune_id": tune_id}, "gate": gate},
+        metrics={
+            **metrics,
+            "decay": {**decay, "tune_id": tune_id},
+            "gate": gate,
+            "publish_check": checked,
+        },
         stage_seconds=stage.seconds,
         n_users=trained.n_users,
         n_rows=trained.n_rows,

@@ -3,10 +3,18 @@
 from typing import Any
 
 from decayrec.ingest import IngestError
+from decayrec.publish_check import PublishCheckFailed
 from decayrec.warehouse import WarehouseError
 
 # Errors in the data or the configuration give the same answer on a retry.
-PERMANENT_ERRORS = (IngestError, WarehouseError, ValueError, KeyError, TypeError)
+PERMANENT_ERRORS = (
+    IngestError,
+    WarehouseError,
+    PublishCheckFailed,
+    ValueError,
+    KeyError,
+    TypeError,
+)
 
 
 # Upper bounds (seconds) per kind of task: a hung stage fails its run (recorded by the

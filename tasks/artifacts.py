@@ -70,6 +70,11 @@ def validation_markdown(batches: list[BatchResult]) -> str:
         )
         for expectation, n in sorted(b.quarantined_by_expectation.items()):
             lines.append(f"|  | quarantined by `{expectation}` | | | | {n} | |")
+        if b.rows_conflicting:
+            lines.append(
+                f"|  | {b.rows_conflicting} rows conflict with loaded events (first loaded value "
+                "kept) | | | | | |"
+            )
     if not batches:
         lines.append("| (no new source files this run) | | | | | | |")
     return "\n".join(lines)

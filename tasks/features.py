@@ -12,6 +12,7 @@ from decayrec.features import (
     SnapshotError,
     build_snapshot,
     read_snapshot,
+    require_events,
     sequence_length,
     snapshot_dir,
     snapshot_problem,
@@ -64,7 +65,8 @@ def cached_features(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
     PREFECT_LOCAL_STORAGE_PATH by default). The snapshot is always read back from the
     current data dir's snapshot.json (never from a path the cache remembers) and checked
     against its checksums: a cached snapshot whose files were deleted or changed since
-    is built again."""
+    is built again. Fails (NoEvents) when the lake holds no event before `as_of_time`."""
+    require_events(config, as_of_time)
     cached = features(config, as_of_time)
     try:
         meta = snapshot_dir(config.data_dir, cached.snapshot_id) / SNAPSHOT_META

@@ -71,3 +71,36 @@ def test_run_with_events_and_a_failure_paragraph(tmp_path):
     ]
     assert paragraph.startswith("decayrec run failed: IngestError:")
     assert "nope.csv does not exist" in paragraph
+
+
+def test_a_run_whose_events_glob_matches_nothing_fails_with_a_paragraph(tmp_path):
+    """No input rows at all: the run fails at features and publishes nothing (0-row lists
+    are no success). Events that all come after the as-of instant: tests/test_run_outcomes.py."""
+    data_dir = tmp_path / "d"
+    nothing = run_cli(
+        "run",
+        "--events",
+        str(tmp_path / "none" / "*.csv"),
+        "--as-of",
+        "2024-01-01",
+        "--warehouse",
+        f"duckdb:///{tmp_path}/wh.duckdb",
+        "--data-dir",
+        str(data_dir),
+        cwd=tmp_path,
+    )
+    assert nothing.returncode == 1
+    [paragraph] = [
+        line for line in nothing.stderr.splitlines() if line.startswith("decayrec run failed")
+    ]
+    assert paragraph == (
+        "decayrec run failed: NoEvents: no events before 2024-01-01T00:00:00+00:00 in the lake "
+        f"({data_dir / 'lake.duckdb'}): nothing to recommend from (it holds no events at all; "
+        f"no file matches the source path {tmp_path / 'none' / '*.csv'})"
+    )
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from recommendations").fetchall() == [(0,)]
+        assert con.execute(
+            "select status, failed_task, error = ? from recommendation_runs",
+            [paragraph.removeprefix("decayrec run failed: NoEvents: ")],
+        ).fetchall() == [("failed", "features", True)]

@@ -102,6 +102,73 @@ def test_same_file_twice_and_overlapping_extracts_do_not_double_count(tmp_path):
         assert con.execute("select count(*) from load_log").fetchall() == [(2,)]
 
 
+def test_a_changed_value_for_a_loaded_event_key_is_counted_and_the_first_value_kept(
+    tmp_path, caplog
+):
+    header = "user_id,item_id,event_type,event_ts,value\n"
+    (tmp_path / "day1.csv").write_text(
+        header + "u1,i1,rating,1600000000,4.0\nu1,i2,rating,1600000001,3.0\n"
+    )
+    config = make_config(tmp_path, SourceConfig(path=str(tmp_path / "*.csv")))
+    [first] = ingest(config)
+    assert (first.rows_inserted, first.rows_conflicting, first.message) == (2, 0, None)
+    (tmp_path / "day2.csv").write_text(
+        header + "u1,i2,rating,1600000001,3.0\nu1,i1,rating,1600000000,2.5\n"
+        "u2,i3,rating,1600000002,5.0\n"
+    )
+    with caplog.at_level("WARNING", logger="decayrec.ingest"):
+        [second] = ingest(config, "run-2")
+    assert (second.rows_read, second.rows_accepted, second.rows_inserted) == (3, 3, 1)
+    assert second.rows_quarantined == 0 and second.rows_conflicting == 1
+    assert second.message == (
+        f"{tmp_path / 'day2.csv'}: 1 rows conflict with loaded events (same user_id, item_id, "
+        "event_type and event_ts, another value); the first loaded value is kept. Examples: "
+        "line 3: user_id 'u1', item_id 'i1', event_type 'rating', event_ts "
+        "2020-09-13T12:26:40+00:00: value 2.5 vs loaded 4.0"
+    )
+    logged = [r for r in caplog.records if r.name == "decayrec.ingest"]
+    assert [(r.levelname, r.getMessage()) for r in logged] == [("WARNING", second.message)]
+    from tasks.artifacts import validation_markdown  # the run's nightly-validation artifact
+
+    assert "| 1 rows conflict with loaded events (first loaded value kept) |" in (
+        validation_markdown([second])
+    )
+    with lake(config) as con:
+        assert con.execute(
+            "select item_id, value from events where user_id = 'u1' order by item_id"
+        ).fetchall() == [("i1", 4.0), ("i2", 3.0)]
+        assert con.execute(
+            "select file, rows_inserted, rows_conflicting, message from load_log order by file"
+        ).fetchall() == [
+            (str(tmp_path / "day1.csv"), 2, 0, None),
+            (str(tmp_path / "day2.csv"), 1, 1, second.message),
+        ]
+
+
+def test_ids_are_stored_exactly_as_given_and_blank_ids_are_missing(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text(
+        "user_id,item_id,event_type,event_ts\n"
+        ' u1,i1 ,view,1600000000\nu1,i1,view,1600000000\n"  ",i2,view,1600000001\n'
+        '"u2 "," i3",view,1600000002\nu3,i4,view,1600000003\nu3,i5,view,1600000004\n'
+    )
+    config = make_config(tmp_path, SourceConfig(path=str(path)))
+    [result] = ingest(config)
+    # " u1"/"i1 " and "u1"/"i1" are different keys: no duplicate, both loaded
+    assert (result.rows_read, result.rows_inserted, result.rows_quarantined) == (6, 5, 1)
+    with lake(config) as con:
+        assert con.execute("select user_id, item_id from events order by all").fetchall() == [
+            (" u1", "i1 "),
+            ("u1", "i1"),
+            ("u2 ", " i3"),
+            ("u3", "i4"),
+            ("u3", "i5"),
+        ]
+        assert con.execute("select line, field, reason from quarantine").fetchall() == [
+            (4, "user_id", "user_id is missing")
+        ]
+
+
 @pytest.mark.parametrize(
     ("raw", "unit"),
     [

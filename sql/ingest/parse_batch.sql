@@ -1,13 +1,14 @@
 -- Returns every staged row of a batch with typed fields and, for rows that cannot be
--- parsed, the field and the reason (null when the row parses).
+-- parsed, the field and the reason (null when the row parses). Ids are kept exactly as
+-- given, leading and trailing spaces included; an id that is empty once trimmed is missing.
 with trimmed as (
     select
         row_number,
         line,
         raw,
         parse_error as read_error,
-        nullif(trim(user_id), '') as user_id,
-        nullif(trim(item_id), '') as item_id,
+        case when trim(user_id) <> '' then user_id end as user_id,
+        case when trim(item_id) <> '' then item_id end as item_id,
         coalesce(nullif(trim(event_type), ''), $default_event_type) as event_type,
         nullif(trim(event_ts), '') as event_ts_raw,
         nullif(trim(value), '') as value_raw

@@ -55,3 +55,7 @@ create table if not exists staged_rows (
     value varchar,
     parse_error varchar
 );
+
+-- rows of a loaded batch whose event key was already loaded with another value (the first
+-- loaded value is kept), added after the first release: hence the alter
+alter table load_log add column if not exists rows_conflicting bigint;

@@ -1,0 +1,48 @@
+from datetime import date
+from typing import Any
+
+import pyarrow.parquet as pq
+from prefect import get_run_logger, task
+
+from decayrec.config import DecayrecConfig
+from decayrec.features import Snapshot
+from decayrec.publish_check import check_lists
+from decayrec.registry import POPULARITY
+from decayrec.sqlfiles import sql
+from decayrec.train import TrainedLists
+from decayrec.warehouse import configured_warehouse
+from tasks import TIMEOUTS, retry_transient
+
+
+@task(
+    name="publish-check",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    timeout_seconds=TIMEOUTS["io"],
+)
+def publish_check(
+    config: DecayrecConfig,
+    as_of: date,
+    snapshot: Snapshot,
+    trained: TrainedLists,
+    gate: dict[str, Any],
+) -> dict[str, Any]:
+    """Check the lists about to be published against the previous published date's
+    (decayrec.publish_check); raises PublishCheckFailed when one bound fails."""
+    if not config.publish.enabled:
+        return {"enabled": False}
+    previous = configured_warehouse(config).query(
+        sql("warehouse/previous_lists"), {"as_of_date": as_of}
+    )
+    figures = check_lists(
+        pq.read_table(trained.lists_path, columns=["user_id", "item_id", "source"]),
+        previous,
+        as_of=as_of,
+        n_items=snapshot.n_items,
+        settings=config.publish,
+        model_lists=gate.get("decision") != POPULARITY,
+        lists_file=trained.lists_path,
+    )
+    get_run_logger().info("publish-check for %s passed: %s", as_of, figures)
+    return {"enabled": True, **figures}

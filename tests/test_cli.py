@@ -93,14 +93,16 @@ def test_a_run_whose_events_glob_matches_nothing_fails_with_a_paragraph(tmp_path
     [paragraph] = [
         line for line in nothing.stderr.splitlines() if line.startswith("decayrec run failed")
     ]
-    assert paragraph == (
+    [log] = (data_dir / "logs").glob("*-run.log")
+    message = (
         "decayrec run failed: NoEvents: no events before 2024-01-01T00:00:00+00:00 in the lake "
         f"({data_dir / 'lake.duckdb'}): nothing to recommend from (it holds no events at all; "
         f"no file matches the source path {tmp_path / 'none' / '*.csv'})"
     )
+    assert paragraph == f"{message} (the full log, tracebacks included: {log})"
     with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from recommendations").fetchall() == [(0,)]
         assert con.execute(
             "select status, failed_task, error = ? from recommendation_runs",
-            [paragraph.removeprefix("decayrec run failed: NoEvents: ")],
+            [message.removeprefix("decayrec run failed: NoEvents: ")],
         ).fetchall() == [("failed", "features", True)]

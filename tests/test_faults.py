@@ -162,7 +162,7 @@ def runs(warehouse: Path) -> list[tuple]:
 KILL_POINTS = {
     "ingest": (r"Task run 'start-run-\w+' - Finished", r"Task run 'ingest-\w+' - Finished"),
     "train": (r"Task run 'train-\w+' - training ease", r"Task run 'train-\w+' - Finished"),
-    "export": (r"Task run 'gate-\w+' - Finished", r"Task run 'export-\w+' - Finished"),
+    "export": (r"Task run 'publish-check-\w+' - Finished", r"Task run 'export-\w+' - Finished"),
 }
 
 
@@ -585,6 +585,8 @@ def test_a_champion_whose_model_file_would_run_code_is_set_aside_and_never_loade
     events = tmp_path / "events.csv"
     events.write_text("\n".join(lines) + "\n")
     common = "evaluation:\n  protocols: [global_time]\n  test_fraction: 0.2\nuse_tuned: false\n"
+    # the challenger is popularity only by construction: its lists pass the publish check
+    common += "publish:\n  max_fallback_share: 1.0\n"
     popularity_only = "model:\n  name: itemknn\n  neighbours: 20\n  min_history: 10000\n"
     bad = cli_args(tmp_path, events)
     bad[bad.index("--config") + 1] = str(

@@ -250,7 +250,26 @@ class DuckDBWarehouse:
         self.settings = settings or WarehouseConfig()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        return connect(self.path)
+        """A connection to the file. Another process holding it open (an analyst's
+        read-only session, say) locks it: retried like PostgreSQL's connections
+        (`connect_retries`, `retry_backoff_seconds`), then a clear WarehouseUnavailable."""
+        attempts = self.settings.connect_retries + 1
+        started = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                return connect(self.path)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                last = " ".join(str(exc).split())
+                if attempt < attempts:
+                    time.sleep(self.settings.retry_backoff_seconds * 2 ** (attempt - 1))
+        raise WarehouseUnavailable(
+            f"DuckDB warehouse {self.path} is held open by another process: {attempts} "
+            f"attempts failed over {time.monotonic() - started:.1f} s (close other sessions "
+            f"on the file, or read it with read_only connections between runs); the last "
+            f"said: {last}"
+        ) from None
 
     def ensure_schema(self, up_to: int | None = None) -> None:
         """Apply the migrations this file lacks (each in its own transaction), up to

@@ -35,3 +35,14 @@ def small_config(subset_dir: Path, data_dir: Path, **updates) -> DecayrecConfig:
     }
     data.update(updates)
     return DecayrecConfig.model_validate(data)
+
+
+def tiny_events(folder: Path) -> Path:
+    """180 views of 30 users in 3 taste groups (a CSV in the canonical columns)."""
+    events = folder / "events.csv"
+    rows = ["user_id,item_id,event_type,event_ts,value"]
+    for user in range(30):
+        for item in range(6):
+            rows.append(f"u{user},i{(user % 3) * 5 + item},view,{1700000000 + user * 60 + item},")
+    events.write_text("\n".join(rows) + "\n")
+    return events

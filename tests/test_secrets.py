@@ -2,7 +2,6 @@
 wherever the URL is shown; `decayrec run` against PostgreSQL shows it nowhere."""
 
 import json
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from decayrec.cli import main
 from decayrec.config import DecayrecConfig, mask_url, url_password, url_passwords
 from decayrec.warehouse import redact
+from tests.ops_data import tiny_events
 
 # (URL, its passwords as written, the masked URL)
 WITH_PASSWORDS = [
@@ -85,16 +85,6 @@ def test_redact_removes_raw_and_percent_decoded_passwords():
     assert "postgresql://u:***@db/recs?sslpassword=***" in out
 
 
-def _tiny_events(tmp_path: Path) -> Path:
-    events = tmp_path / "events.csv"
-    rows = ["user_id,item_id,event_type,event_ts,value"]
-    for user in range(30):
-        for item in range(6):
-            rows.append(f"u{user},i{(user % 3) * 5 + item},view,{1700000000 + user * 60 + item},")
-    events.write_text("\n".join(rows) + "\n")
-    return events
-
-
 def test_cli_run_into_postgresql_reports_and_records_no_password(
     tmp_path, prefect_harness, postgres_server, postgres_url, monkeypatch, capfd
 ):
@@ -102,7 +92,7 @@ def test_cli_run_into_postgresql_reports_and_records_no_password(
     assert password in postgres_url
     monkeypatch.setenv("DECAYREC_WAREHOUSE_URL", postgres_url)
     data_dir = tmp_path / "data"
-    argv = ["run", "--events", str(_tiny_events(tmp_path)), "--as-of", "2024-01-01"]
+    argv = ["run", "--events", str(tiny_events(tmp_path)), "--as-of", "2024-01-01"]
     code = main([*argv, "--k", "3", "--data-dir", str(data_dir)])
     captured = capfd.readouterr()
     assert code == 0, captured.err[-2000:]

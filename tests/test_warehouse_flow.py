@@ -16,6 +16,7 @@ from decayrec.queries import run_query
 from decayrec.warehouse import InjectedFailure, open_warehouse
 from flows.nightly import nightly
 from tasks.ops import LockUnavailable
+from tests.ops_data import tiny_events
 
 AS_OF = date(2018, 10, 1)
 LIST_QUERY = "select user_id, rank, item_id, score, source from recommendations order by 1, 2"
@@ -72,20 +73,10 @@ def test_postgresql_run_history_holds_the_metrics(both):
     assert pg_url.split("@")[0].split(":")[-1] not in params
 
 
-def small_events(tmp_path: Path) -> Path:
-    events = tmp_path / "events.csv"
-    rows = ["user_id,item_id,event_type,event_ts,value"]
-    for user in range(30):
-        for item in range(6):
-            rows.append(f"u{user},i{(user % 3) * 5 + item},view,{1700000000 + user * 60 + item},")
-    events.write_text("\n".join(rows) + "\n")
-    return events
-
-
 def small_config(tmp_path: Path, **update) -> DecayrecConfig:
     config = DecayrecConfig(
         data_dir=tmp_path / "data",
-        sources=[SourceConfig(path=str(small_events(tmp_path)))],
+        sources=[SourceConfig(path=str(tiny_events(tmp_path)))],
         k=3,
         evaluation=EvaluationConfig(protocols=["user_time"]),
     )

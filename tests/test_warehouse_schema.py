@@ -4,7 +4,6 @@ days, reexport, the run artifacts, `decayrec sql`) reads and writes `recs`, and 
 never gets a decayrec table."""
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,19 +17,10 @@ from flows.backfill import backfill
 from flows.nightly import nightly
 from flows.reexport import reexport
 from tasks.artifacts import metrics_rows
+from tests.ops_data import tiny_events
 
 SCHEMA = "recs"
 D1, D2, D3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
-
-
-def small_events(folder: Path) -> Path:
-    events = folder / "events.csv"
-    rows = ["user_id,item_id,event_type,event_ts,value"]
-    for user in range(30):
-        for item in range(6):
-            rows.append(f"u{user},i{(user % 3) * 5 + item},view,{1700000000 + user * 60 + item},")
-    events.write_text("\n".join(rows) + "\n")
-    return events
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +31,7 @@ def published(tmp_path_factory, prefect_harness, postgres_server):
     pg_url = postgres_server.create_database("warehouse_schema")
     config = DecayrecConfig(
         data_dir=folder / "data",
-        sources=[SourceConfig(path=str(small_events(folder)))],
+        sources=[SourceConfig(path=str(tiny_events(folder)))],
         k=3,
         evaluation=EvaluationConfig(protocols=["user_time"]),
     )

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from tests.ops_data import tiny_events
+
 ROOT = Path(__file__).resolve().parents[1]
 DECAYREC = [sys.executable, "-m", "decayrec.cli"]
 
@@ -33,12 +35,7 @@ def test_demo_runs_the_nightly_flow_and_prints_a_list(tmp_path):
 
 
 def test_run_with_events_and_a_failure_paragraph(tmp_path):
-    events = tmp_path / "events.csv"
-    rows = ["user_id,item_id,event_type,event_ts,value"]
-    for user in range(30):
-        for item in range(6):
-            rows.append(f"u{user},i{(user % 3) * 5 + item},view,{1700000000 + user * 60 + item},")
-    events.write_text("\n".join(rows) + "\n")
+    events = tiny_events(tmp_path)
     ok = run_cli(
         "run",
         "--events",

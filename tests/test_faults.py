@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -95,7 +96,9 @@ class Running:
             self.lines.put(line)
         self.lines.put(None)
 
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+    def _lines(self, timeout: float) -> Iterator[str]:
+        """The output lines as they come (each also kept in `seen`), until the process's
+        stdout closes or `timeout` seconds pass."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -103,23 +106,20 @@ class Running:
             except queue.Empty:
                 continue
             if line is None:
-                break
+                return
             self.seen.append(line)
+            yield line
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        for line in self._lines(timeout):
             if match := re.search(pattern, line):
                 return match
         raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(self.seen)}")
 
     def rest(self, timeout: float) -> str:
         """The output until the process's stdout closes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            self.seen.append(line)
+        for _ in self._lines(timeout):
+            pass
         return "".join(self.seen)
 
 

@@ -7,7 +7,7 @@ evaluated users, hits@10 and recall@10 on those dropped ("cold") truth items and
 "rare" truth items (fewer than min_interactions training users).
 
 min_interactions and weight are chosen on the validation split (the test window removed,
-the same protocol applied to what is left; decayrec.evaluate.backtest(split=
+the same protocol applied to what is left; decayrec.evaluation.backtest.backtest(split=
 "validation")): the setting with the most cold hits@10 (then the best NDCG@10 over all
 truth items, warm and cold) among those whose warm NDCG@10 is within
 model.gate_tolerance (0.002, what the champion gate treats as no loss) of the model
@@ -36,8 +36,8 @@ from decayrec.config import (
     ModelConfig,
     movielens_sources,
 )
-from decayrec.evaluate import backtest
-from decayrec.ingest import load_batches, stage_sources
+from decayrec.evaluation.backtest import backtest
+from decayrec.lake.ingest import load_batches, stage_sources
 
 AS_OF = date(2018, 10, 1)
 MIN_INTERACTIONS = (1, 3, 10)

@@ -5,7 +5,7 @@ once on the test split, on both protocols (the decay table of the README).
         [--protocols user_time global_time] [--out decay_table.json]
 
 Every figure is a backtest, i.e. the nightly run itself on the split's training events,
-scored on the lists it publishes (decayrec.evaluate; tests/test_one_computation.py checks
+scored on the lists it publishes (decayrec.evaluation.backtest; tests/test_one_computation.py checks
 it against ../shared/eval/score_published.py). The model is EASE at the default lambda.
 Rows:
 
@@ -30,9 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from decayrec.config import DecayConfig, DecayrecConfig, EvaluationConfig, movielens_sources
-from decayrec.evaluate import backtest
-from decayrec.ingest import load_batches, stage_sources
-from decayrec.tune import DYNAMICS_GRID, KERNEL_GRID, PAIR_GRID, RECENCY_GRID, _kernel_reset
+from decayrec.evaluation.backtest import backtest
+from decayrec.evaluation.tune import (
+    DYNAMICS_GRID,
+    KERNEL_GRID,
+    PAIR_GRID,
+    RECENCY_GRID,
+    _kernel_reset,
+)
+from decayrec.lake.ingest import load_batches, stage_sources
 
 AS_OF = date(2018, 10, 1)
 STILL = {"kernel": "none", "recency_events": 0.0, "pair_half_life_days": 0.0}
@@ -60,7 +66,7 @@ def choose(config: DecayrecConfig, points: list[dict[str, Any]], protocol: str) 
 
 
 def describe(decay: dict[str, Any]) -> str:
-    from decayrec.tune import describe as line
+    from decayrec.evaluation.tune import describe as line
 
     l2 = DecayrecConfig().model.l2
     return line({"name": "ease", "l2": l2}, decay).removeprefix(f"ease λ {l2:g}, ")

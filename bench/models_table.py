@@ -18,8 +18,8 @@ from pathlib import Path
 
 from movielens_quality import AS_OF, ratings_config
 
-from decayrec.evaluate import backtest
-from decayrec.ingest import load_batches, stage_sources
+from decayrec.evaluation.backtest import backtest
+from decayrec.lake.ingest import load_batches, stage_sources
 
 GRIDS: dict[str, list[dict]] = {
     "ease": [{"l2": l2} for l2 in (50.0, 100.0, 200.0, 400.0)],

@@ -15,8 +15,8 @@ from datetime import date
 from pathlib import Path
 
 from decayrec.config import DecayConfig, DecayrecConfig, EvaluationConfig, movielens_sources
-from decayrec.evaluate import backtest
-from decayrec.ingest import load_batches, stage_sources
+from decayrec.evaluation.backtest import backtest
+from decayrec.lake.ingest import load_batches, stage_sources
 
 AS_OF = date(2018, 10, 1)
 NO_TIME = DecayConfig(kernel="none", recency_events=0.0, pair_half_life_days=0.0)

@@ -9,10 +9,10 @@ same generated events, the same global-time split and the same metric code.
    venv, pip install -r bench/peers_requirements.txt; about 2 minutes and 1.4 GB) and
    re-installed when the requirements file changes. Nothing of it enters decayrec's own
    environment.
-2. decayrec runs its bench (decayrec.bench.run_bench: every nightly stage, in its own
+2. decayrec runs its bench (decayrec_tools.bench.run_bench: every nightly stage, in its own
    process, timed and measured) on the events of (events, seed), generated once under
    /tmp/bench-data. --reuse takes the bench.json of an earlier run in the same --out.
-3. decayrec.bench.export_split writes decayrec's global-time split of that lake (the
+3. decayrec_tools.bench.export_split writes decayrec's global-time split of that lake (the
    backtest's training events and its truth, by the project's SQL) to Parquet; with
    --tune also the validation split carved out of the training part the same way.
 4. Each peer runs in its own process (bench/peers_runner.py in the peers' environment),
@@ -20,9 +20,9 @@ same generated events, the same global-time split and the same metric code.
    fit, write every training user's top-K list. A peer that runs out of memory is
    reported as such. Its wall time is load + fit + top-K measured inside the process,
    its peak RSS the process's (os.wait4).
-5. decayrec.bench.evaluate_lists measures every list with decayrec.metrics as decayrec's
-   backtest measures its own (items seen in training removed, truth items not in
-   training dropped).
+5. decayrec_tools.bench.evaluate_lists measures every list with
+   decayrec.evaluation.metrics as decayrec's backtest measures its own (items seen in
+   training removed, truth items not in training dropped).
 
 Hyperparameters: decayrec runs with its defaults (no tuning). With --tune each peer picks
 its hyperparameters by NDCG@10 on the validation split (never the test window), from a
@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from decayrec.bench import (  # noqa: E402
+from decayrec_tools.bench import (  # noqa: E402
     DEFAULT_DATA_ROOT,
     SplitFiles,
     bench_config,
@@ -220,8 +220,9 @@ def tune_peer(python, peer, split, out, k, threads, mem_limit_gb, log=print) -> 
 
 def tune_decayrec(args, out: Path, log=print) -> dict:
     """decayrec's decay half-life by NDCG@10 on the validation split of its own backtest
-    (decayrec.evaluate.backtest(..., split='validation')), on a lake of the same events."""
-    from decayrec.evaluate import backtest
+    (decayrec.evaluation.backtest.backtest(..., split='validation')), on a lake of the same
+    events."""
+    from decayrec.evaluation.backtest import backtest
 
     lake_dir = out / "decayrec-tune"
     run_bench(

@@ -4,11 +4,11 @@
         --lists OUT.parquet [--k 20] [--params JSON] [--threads 2] [--users USERS.parquet]
         [--user-batch 5000]
 
-Reads the training events that decayrec.bench.export_split wrote (user_id, item_id,
+Reads the training events that decayrec_tools.bench.export_split wrote (user_id, item_id,
 type_weight, ts_seconds, ...), fits the peer, writes every user's top-K list (user_id,
 rank, item_id; items the user had in training excluded by the peer itself) and prints
 one JSON line: seconds to load, fit and list, and this process's peak RSS. It imports
-nothing from decayrec: bench/peers.py measures the lists with decayrec.metrics.
+nothing from decayrec: bench/peers.py measures the lists with decayrec.evaluation.metrics.
 
 * sar: Microsoft Recommenders' SAR (recommenders.models.sar.SAR) with its time decay on
   (timedecay_formula=True, half-life `half_life_days`, reference time `time_now` = the

@@ -21,11 +21,11 @@ AS_OF = date(2018, 10, 1)
 
 
 def plain_run(config, run_id):
-    from decayrec.evaluate import evaluate_all
-    from decayrec.features import build_snapshot
-    from decayrec.ingest import load_batches, stage_sources
-    from decayrec.plots import decay_report
-    from decayrec.train import train_and_score
+    from decayrec.evaluation.backtest import evaluate_all
+    from decayrec.evaluation.plots import decay_report
+    from decayrec.lake.features import build_snapshot
+    from decayrec.lake.ingest import load_batches, stage_sources
+    from decayrec.scoring.lists import train_and_score
     from decayrec.warehouse import RunOutcome, configured_warehouse
 
     t = config.as_of_time(AS_OF)

@@ -4,7 +4,7 @@ file warehouse and into PostgreSQL, through the same writer the nightly flow use
     .venv/bin/python bench/publish_speed.py [--users 100000] [--k 10] [--postgres URL]
 
 PostgreSQL: --postgres URL, else $DECAYREC_WAREHOUSE_URL, else a throwaway local server
-(decayrec.pg_local, default durability settings: fsync and synchronous commit on).
+(decayrec_tools.pg_local, default durability settings: fsync and synchronous commit on).
 For each warehouse it times four publishes of the same size: a first date into empty
 tables, a second date beside it, a rerun of that date with changed scores (delete +
 insert), and a rerun with identical lists (compared, nothing rewritten).
@@ -79,7 +79,7 @@ def main() -> None:
     if url:
         results[f"postgresql {mask_url(url)}"] = bench(url, lists, changed)
     else:
-        from decayrec.pg_local import LocalPostgres
+        from decayrec_tools.pg_local import LocalPostgres
 
         with LocalPostgres(fast=False) as pg:
             results["postgresql (local, fsync on)"] = bench(

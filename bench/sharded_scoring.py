@@ -26,11 +26,11 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from decayrec.config import DecayrecConfig, movielens_sources
-    from decayrec.features import build_snapshot, load_snapshot
-    from decayrec.ingest import load_batches, stage_sources
-    from decayrec.scoring import recommend
-    from decayrec.sharding import FittedModel, load_model
-    from decayrec.train import train_and_score
+    from decayrec.lake.features import build_snapshot, load_snapshot
+    from decayrec.lake.ingest import load_batches, stage_sources
+    from decayrec.scoring.lists import train_and_score
+    from decayrec.scoring.recommend import recommend
+    from decayrec.scoring.sharding import FittedModel, load_model
     from flows.scoring import score_sharded
 
     data_dir = Path(tempfile.mkdtemp(prefix="decayrec-shards-"))

@@ -145,8 +145,8 @@ def _mask_passwords(text: str, args: argparse.Namespace) -> str:
 
 def sql_command(args: argparse.Namespace) -> int:
     """`decayrec sql [NAME] [--param k=v ...]`: one query's result as a table."""
-    from decayrec.queries import format_table, list_queries, parse_params, run_query
     from decayrec.warehouse import configured_warehouse
+    from decayrec.warehouse.queries import format_table, list_queries, parse_params, run_query
 
     if not args.name:
         for query in list_queries():
@@ -267,11 +267,11 @@ def _command(args: argparse.Namespace) -> int:
         if args.command == "sql":
             return sql_command(args)
         if args.command == "generate":
-            from decayrec.synthetic import generate_command
+            from decayrec_tools.synthetic import generate_command
 
             return generate_command(args.events, args.out, args.seed, args.chunk_users)
         if args.command == "bench":
-            from decayrec.bench import bench_command
+            from decayrec_tools.bench import bench_command
 
             return bench_command(
                 args.events,
@@ -290,7 +290,7 @@ def _command(args: argparse.Namespace) -> int:
             log_path = log_to_file(config.data_dir, args.command)
         as_of = args.as_of
         if args.command == "demo":
-            from decayrec.synthetic import write_demo_events
+            from decayrec_tools.synthetic import write_demo_events
 
             path = write_demo_events(Path(config.data_dir) / "demo" / "events.parquet")
             config = config.model_copy(update={"sources": [SourceConfig(path=str(path))]})

@@ -134,7 +134,7 @@ class ValidationConfig(_Model):
 class DecayConfig(_Model):
     """How the past is weighted: w(u, i) = S( sum_e type_weight(e) * K(age_e / memory) ).
 
-    age_e = T - ts_e in days; K is the kernel (see decayrec.decay); memory =
+    age_e = T - ts_e in days; K is the kernel (see decayrec.lake.decay); memory =
     type_memory[type] * user memory (1 unless `user_decay` is on); S is the saturation
     of repeated interactions.
     """
@@ -197,7 +197,7 @@ class DecayConfig(_Model):
     user_decay: Literal["off", "drift"] = Field(
         "off",
         description="per-user memory: 'drift' makes users whose recent items differ from "
-        "their older ones forget faster (see decayrec.dynamic)",
+        "their older ones forget faster (see decayrec.lake.dynamic)",
     )
     drift_strength: float = Field(
         1.0, ge=0, description="user memory = (median drift / user drift) ^ drift_strength"
@@ -564,9 +564,9 @@ class ContentConfig(_Model):
 
 
 class PublishConfig(_Model):
-    """Sanity bounds that the lists about to be published must pass (decayrec.publish_check):
-    lists that fail one are not published, the previous date's lists stay live and the run
-    fails at its publish-check stage."""
+    """Sanity bounds that the lists about to be published must pass
+    (decayrec.evaluation.publish_check): lists that fail one are not published, the
+    previous date's lists stay live and the run fails at its publish-check stage."""
 
     enabled: bool = Field(True, description="check the lists against the bounds before export")
     max_fallback_share: float = Field(

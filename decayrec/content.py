@@ -58,9 +58,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from decayrec.device import dense_rows
-from decayrec.features import InteractionMatrix
-from decayrec.metrics import ranking_metrics
+from decayrec.evaluation.metrics import ranking_metrics
+from decayrec.lake.features import InteractionMatrix
+from decayrec.models.device import dense_rows
 
 if TYPE_CHECKING:
     import duckdb
@@ -492,7 +492,7 @@ def _count_hits(ranked: np.ndarray, sets: list[set[int]], k: int) -> tuple[int, 
 
 
 class BacktestBlend:
-    """The content side of a backtest (decayrec.evaluate): the extended matrix, the
+    """The content side of a backtest (decayrec.evaluation.backtest): the extended matrix, the
     blended scorer, and the figures the protocol's warm metrics cannot show.
 
     Truth items never seen in training are dropped by the protocol; here they are mapped
@@ -525,7 +525,7 @@ class BacktestBlend:
                 self.truth_items.setdefault(user_idx, set()).add(j)
 
     def _lists(self, scorer: Any, users: np.ndarray, k: int) -> np.ndarray:
-        from decayrec.scoring import recommend
+        from decayrec.scoring.recommend import recommend
 
         lists = recommend(
             scorer,

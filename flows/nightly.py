@@ -88,7 +88,7 @@ def nightly(
             "decay-report", report_decay, config, snapshot, run_id, as_of, trained.run_dir
         )
         metrics = stage("evaluate", evaluate, config, as_of_time)
-        # champion/challenger: `trained` becomes the lists to publish (decayrec/registry.py)
+        # champion/challenger: `trained` becomes the lists to publish (evaluation/champion.py)
         trained, gate = stage(
             "gate", champion_gate, config, as_of_time, snapshot, trained, metrics, run_id
         )

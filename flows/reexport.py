@@ -11,8 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import read_snapshot, snapshot_problem
-from decayrec.sharding import FittedModel
+from decayrec.lake.features import read_snapshot, snapshot_problem
+from decayrec.scoring.sharding import FittedModel
 from decayrec.sqlfiles import sql
 from decayrec.warehouse import RunOutcome, configured_warehouse
 from flows.guard import exclusive_publishing_run, record_failure

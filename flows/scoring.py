@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot
-from decayrec.sharding import FittedModel, ShardLists
-from decayrec.train import TrainedLists
+from decayrec.lake.features import Snapshot
+from decayrec.scoring.lists import TrainedLists
+from decayrec.scoring.sharding import FittedModel, ShardLists
 from tasks.scoring import fit, merge, score_one_shard
 from tasks.train import train
 

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # PostgreSQL server binaries (initdb, pg_ctl): the warehouse tests start a throwaway server
-# (decayrec/pg_local.py). Installed from Debian's packages only when missing.
+# (decayrec_tools/pg_local.py). Installed from Debian's packages only when missing.
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq

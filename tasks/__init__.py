@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from decayrec.ingest import IngestError
-from decayrec.publish_check import PublishCheckFailed
+from decayrec.evaluation.publish_check import PublishCheckFailed
+from decayrec.lake.ingest import IngestError
 from decayrec.warehouse import WarehouseError
 
 # Errors in the data or the configuration give the same answer on a retry.

@@ -14,7 +14,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from decayrec.config import DecayrecConfig
-from decayrec.ingest import BatchResult
+from decayrec.lake.ingest import BatchResult
 from decayrec.warehouse import RunOutcome, configured_warehouse
 from tasks import TIMEOUTS
 

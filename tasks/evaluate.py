@@ -4,7 +4,7 @@ from typing import Any
 from prefect import task
 
 from decayrec.config import DecayrecConfig
-from decayrec.evaluate import evaluate_all
+from decayrec.evaluation.backtest import evaluate_all
 from tasks import TIMEOUTS
 
 

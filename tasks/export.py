@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig, mask_url
-from decayrec.train import TrainedLists
+from decayrec.scoring.lists import TrainedLists
 from decayrec.warehouse import RunOutcome, configured_warehouse, record_run_locally, redact
 from tasks import TIMEOUTS, retry_transient
 from tasks.ops import mark_crashed_runs, run_holder

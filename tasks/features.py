@@ -6,7 +6,7 @@ from prefect import task
 from prefect.utilities.hashing import hash_objects
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import (
+from decayrec.lake.features import (
     SNAPSHOT_META,
     Snapshot,
     SnapshotError,

@@ -4,10 +4,10 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot
+from decayrec.evaluation.champion import KEEP, POPULARITY, PROMOTE, Registry, gate
+from decayrec.lake.features import Snapshot
 from decayrec.models.base import ModelFileError
-from decayrec.registry import KEEP, POPULARITY, PROMOTE, Registry, gate
-from decayrec.train import TrainedLists, popularity_lists, score_saved_model
+from decayrec.scoring.lists import TrainedLists, popularity_lists, score_saved_model
 
 
 @task(name="gate")

@@ -1,7 +1,7 @@
 from prefect import task
 
 from decayrec.config import DecayrecConfig
-from decayrec.ingest import StagedBatch, stage_sources
+from decayrec.lake.ingest import StagedBatch, stage_sources
 from tasks import TIMEOUTS, retry_transient
 
 

@@ -23,8 +23,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from decayrec.config import DecayrecConfig
-from decayrec.device import pick_device
-from decayrec.features import Snapshot
+from decayrec.lake.features import Snapshot
+from decayrec.models.device import pick_device
 
 NIGHTLY_LIMIT = "decayrec-nightly"  # one nightly (or re-export) publishing at a time
 GPU_LIMIT = "decayrec-gpu"  # one training on the GPU at a time

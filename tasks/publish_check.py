@@ -5,11 +5,11 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot
-from decayrec.publish_check import check_lists
-from decayrec.registry import POPULARITY
+from decayrec.evaluation.champion import POPULARITY
+from decayrec.evaluation.publish_check import check_lists
+from decayrec.lake.features import Snapshot
+from decayrec.scoring.lists import TrainedLists
 from decayrec.sqlfiles import sql
-from decayrec.train import TrainedLists
 from decayrec.warehouse import configured_warehouse
 from tasks import TIMEOUTS, retry_transient
 
@@ -29,7 +29,7 @@ def publish_check(
     gate: dict[str, Any],
 ) -> dict[str, Any]:
     """Check the lists about to be published against the previous published date's
-    (decayrec.publish_check); raises PublishCheckFailed when one bound fails."""
+    (decayrec.evaluation.publish_check); raises PublishCheckFailed when one bound fails."""
     if not config.publish.enabled:
         return {"enabled": False}
     previous = configured_warehouse(config).query(

@@ -3,9 +3,15 @@
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot
-from decayrec.sharding import FittedModel, ShardLists, fit_and_save, merge_shards, score_shard
-from decayrec.train import TrainedLists
+from decayrec.lake.features import Snapshot
+from decayrec.scoring.lists import TrainedLists
+from decayrec.scoring.sharding import (
+    FittedModel,
+    ShardLists,
+    fit_and_save,
+    merge_shards,
+    score_shard,
+)
 from tasks import TIMEOUTS
 from tasks.ops import maybe_inject_train_fault, training_slot
 

@@ -1,8 +1,8 @@
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot
-from decayrec.train import TrainedLists, train_and_score
+from decayrec.lake.features import Snapshot
+from decayrec.scoring.lists import TrainedLists, train_and_score
 from tasks import TIMEOUTS
 from tasks.ops import maybe_inject_train_fault, training_slot
 

@@ -5,9 +5,9 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import Snapshot
-from decayrec.plots import decay_report
-from decayrec.tune import TuneResult, apply_latest_winner, describe_config, tune
+from decayrec.evaluation.plots import decay_report
+from decayrec.evaluation.tune import TuneResult, apply_latest_winner, describe_config, tune
+from decayrec.lake.features import Snapshot
 from decayrec.warehouse import configured_warehouse
 from tasks import TIMEOUTS
 

@@ -1,7 +1,7 @@
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.ingest import BatchResult, StagedBatch, load_batches
+from decayrec.lake.ingest import BatchResult, StagedBatch, load_batches
 from tasks import TIMEOUTS
 
 

@@ -30,7 +30,7 @@ def ratings_lake(tmp_path_factory, movielens_dir):
     the default configuration with the user-time protocol: what the project's backtest
     splits itself."""
     from decayrec.config import DecayrecConfig, EvaluationConfig, movielens_sources
-    from decayrec.ingest import load_batches, stage_sources
+    from decayrec.lake.ingest import load_batches, stage_sources
 
     ratings = [s for s in movielens_sources(movielens_dir) if s.event_type == "rating"]
     config = DecayrecConfig(
@@ -53,10 +53,10 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A real PostgreSQL server for the session (decayrec.pg_local: initdb in a temp dir,
+    """A real PostgreSQL server for the session (decayrec_tools.pg_local: initdb in a temp dir,
     127.0.0.1 on a free port, a role with a password). Fails, never skips, when it cannot
     start: scripts/setup.sh installs PostgreSQL."""
-    from decayrec.pg_local import LocalPostgres
+    from decayrec_tools.pg_local import LocalPostgres
 
     server = LocalPostgres()
     try:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from decayrec.bench import STAGES, bench_config, evaluate_lists, export_split
+from decayrec_tools.bench import STAGES, bench_config, evaluate_lists, export_split
 
 ROOT = Path(__file__).resolve().parents[1]
 N_EVENTS = 100_000

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from decayrec.config import DecayrecConfig
-from decayrec.registry import POPULARITY, PROMOTE, Registry, gate
+from decayrec.evaluation.champion import POPULARITY, PROMOTE, Registry, gate
 
 
 def registered(tmp_path, model_id: str = "run-1") -> Registry:
@@ -21,7 +21,7 @@ def registered(tmp_path, model_id: str = "run-1") -> Registry:
 
 def assert_set_aside(registry: Registry, original: bytes, caplog) -> None:
     pointer = registry.root / "champion.json"
-    with caplog.at_level(logging.WARNING, logger="decayrec.registry"):
+    with caplog.at_level(logging.WARNING, logger="decayrec.evaluation.champion"):
         assert registry.champion() is None
     assert not pointer.exists()
     [aside] = list(registry.root.glob("champion.json.corrupt-*"))
@@ -60,7 +60,7 @@ def test_a_champion_whose_meta_json_is_missing_or_unreadable_is_set_aside(tmp_pa
 
 def test_a_readable_champion_is_returned_and_nothing_is_set_aside(tmp_path, caplog):
     registry = registered(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="decayrec.registry"):
+    with caplog.at_level(logging.WARNING, logger="decayrec.evaluation.champion"):
         champion = registry.champion()
     assert champion is not None and champion.model_id == "run-1" and champion.name == "ease"
     assert not caplog.records and registry.warnings == []

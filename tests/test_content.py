@@ -17,11 +17,11 @@ from decayrec.config import (
     ModelConfig,
     movielens_sources,
 )
-from decayrec.evaluate import backtest
-from decayrec.features import InteractionMatrix
-from decayrec.ingest import load_batches, stage_sources
+from decayrec.evaluation.backtest import backtest
+from decayrec.lake.features import InteractionMatrix
+from decayrec.lake.ingest import load_batches, stage_sources
 from decayrec.models.ease import EASE
-from decayrec.scoring import recommend
+from decayrec.scoring.recommend import recommend
 
 SCIFI = [
     "Galaxy Raiders (1999). Genres: Sci-Fi, Action",
@@ -304,9 +304,9 @@ def test_nightly_lists_carry_cold_items(encoder, tmp_path):
     from datetime import UTC, datetime, timedelta
 
     from decayrec.config import SourceConfig
-    from decayrec.features import build_snapshot
-    from decayrec.ingest import load_batches, stage_sources
-    from decayrec.train import train_and_score
+    from decayrec.lake.features import build_snapshot
+    from decayrec.lake.ingest import load_batches, stage_sources
+    from decayrec.scoring.lists import train_and_score
 
     rng = np.random.default_rng(3)
     start = datetime(2024, 1, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from decayrec.config import DecayConfig
-from decayrec.decay import KERNELS, effective_half_life, kernel_weight, saturate
-from decayrec.features import compute_interactions
+from decayrec.lake.decay import KERNELS, effective_half_life, kernel_weight, saturate
+from decayrec.lake.features import compute_interactions
 from decayrec.sqlfiles import connect
 
 AS_OF = datetime(2024, 1, 1, tzinfo=UTC)

@@ -9,10 +9,10 @@ import numpy as np
 from drift_data import AS_OF, drift_events
 
 from decayrec.config import DecayConfig, DecayrecConfig, EvaluationConfig
-from decayrec.dynamic import estimate_user_memory
-from decayrec.evaluate import backtest
-from decayrec.features import compute_interactions, read_matrix
-from decayrec.ingest import open_lake
+from decayrec.evaluation.backtest import backtest
+from decayrec.lake.dynamic import estimate_user_memory
+from decayrec.lake.features import compute_interactions, read_matrix
+from decayrec.lake.ingest import open_lake
 from decayrec.sqlfiles import connect
 
 HALF_LIVES = (20.0, 40.0, 80.0)
@@ -100,12 +100,12 @@ def test_users_with_little_history_keep_memory_one():
 
 
 def test_on_the_project_generator_decay_beats_no_decay_when_users_drift(tmp_path):
-    """decayrec.synthetic with every user drifting (4 or 12 switches a year), 3000 users.
+    """decayrec_tools.synthetic with every user drifting (4 or 12 switches a year), 3000 users.
 
     Measured: no decay 0.091, exponential 60 d (chosen on validation) 0.118."""
     from datetime import UTC, datetime
 
-    from decayrec.synthetic import generate_dataset
+    from decayrec_tools.synthetic import generate_dataset
 
     events = generate_dataset(
         n_users=3000, drift_mix=(("drifter", 0.5, 4.0), ("fast", 0.5, 12.0))

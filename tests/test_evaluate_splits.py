@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from decayrec.config import DecayConfig
-from decayrec.features import prepare_decay_tables
+from decayrec.lake.features import prepare_decay_tables
 from decayrec.sqlfiles import connect, sql
 
 AS_OF = datetime(2024, 6, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from decayrec.config import DecayConfig
-from decayrec.features import compute_interactions, read_matrix
+from decayrec.lake.features import compute_interactions, read_matrix
 from decayrec.sqlfiles import connect
 
 AS_OF = datetime(2024, 3, 1, tzinfo=UTC)

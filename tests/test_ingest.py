@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from decayrec.config import ColumnMapping, DecayrecConfig, SourceConfig
-from decayrec.ingest import IngestError, load_batches, stage_sources
+from decayrec.lake.ingest import IngestError, load_batches, stage_sources
 
 BAD_CSV = """user_id,item_id,event_type,event_ts,value
 u1,i1,rating,1600000000,4.0
@@ -116,7 +116,7 @@ def test_a_changed_value_for_a_loaded_event_key_is_counted_and_the_first_value_k
         header + "u1,i2,rating,1600000001,3.0\nu1,i1,rating,1600000000,2.5\n"
         "u2,i3,rating,1600000002,5.0\n"
     )
-    with caplog.at_level("WARNING", logger="decayrec.ingest"):
+    with caplog.at_level("WARNING", logger="decayrec.lake.ingest"):
         [second] = ingest(config, "run-2")
     assert (second.rows_read, second.rows_accepted, second.rows_inserted) == (3, 3, 1)
     assert second.rows_quarantined == 0 and second.rows_conflicting == 1
@@ -126,7 +126,7 @@ def test_a_changed_value_for_a_loaded_event_key_is_counted_and_the_first_value_k
         "line 3: user_id 'u1', item_id 'i1', event_type 'rating', event_ts "
         "2020-09-13T12:26:40+00:00: value 2.5 vs loaded 4.0"
     )
-    logged = [r for r in caplog.records if r.name == "decayrec.ingest"]
+    logged = [r for r in caplog.records if r.name == "decayrec.lake.ingest"]
     assert [(r.levelname, r.getMessage()) for r in logged] == [("WARNING", second.message)]
     from tasks.artifacts import validation_markdown  # the run's nightly-validation artifact
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from decayrec.config import DecayrecConfig, SourceConfig, ValidationConfig
-from decayrec.ingest import load_batches, stage_sources
+from decayrec.lake.ingest import load_batches, stage_sources
 
 
 def _events(n: int) -> pa.Table:

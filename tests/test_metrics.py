@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from decayrec.metrics import ranking_metrics
+from decayrec.evaluation.metrics import ranking_metrics
 
 A, B, C, D, X, Y = 0, 1, 2, 3, 7, 8
 REL = 1e-12

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from decayrec.config import DecayrecConfig, ModelConfig, ModelName
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model
-from decayrec.scoring import recommend
-from decayrec.train import make_model
+from decayrec.scoring.lists import make_model
+from decayrec.scoring.recommend import recommend
 
 N_USERS, N_ITEMS, GROUP_ITEMS = 20, 12, 6
 

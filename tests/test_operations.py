@@ -13,9 +13,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from decayrec.features import build_snapshot
-from decayrec.sharding import FittedModel, shard_of
-from decayrec.train import train_and_score
+from decayrec.lake.features import build_snapshot
+from decayrec.scoring.lists import train_and_score
+from decayrec.scoring.sharding import FittedModel, shard_of
 from flows.backfill import BackfillStopped, backfill
 from flows.guard import start_delay_hours
 from flows.nightly import nightly
@@ -168,7 +168,7 @@ def test_two_nightly_runs_started_at_once_never_publish_together(prefect_harness
 
 
 def test_sharded_scoring_on_dask_gives_the_single_process_lists(prefect_harness, subset, tmp_path):
-    from decayrec.ingest import load_batches, stage_sources
+    from decayrec.lake.ingest import load_batches, stage_sources
 
     config = small_config(subset, tmp_path)
     load_batches(config, stage_sources(config, "load"), "load")

@@ -1,4 +1,4 @@
-"""The publish check (decayrec.publish_check): sanity bounds on the lists about to be
+"""The publish check (decayrec.evaluation.publish_check): sanity bounds on the lists about to be
 published, against the previous published date's. The figures on hand-made lists, then
 real nightly runs on MovieLens-small's 600 most-rated movies (tests/ops_data.py): a
 second day whose lists fail a bound is not published, and the first day's stay live."""
@@ -12,7 +12,7 @@ import pytest
 from ops_data import small_config, write_movielens_subset
 
 from decayrec.config import PublishConfig
-from decayrec.publish_check import PublishCheckFailed, check_lists
+from decayrec.evaluation.publish_check import PublishCheckFailed, check_lists
 from flows.nightly import nightly
 
 D1, D2 = date(2018, 9, 30), date(2018, 10, 1)

@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 
 from decayrec.config import DecayConfig, ModelConfig
-from decayrec.evaluate import backtest
+from decayrec.evaluation.backtest import backtest
 
 NO_TIME = DecayConfig(kernel="none", recency_events=0.0, pair_half_life_days=0.0)
 

@@ -9,8 +9,8 @@ import pytest
 
 from decayrec.cli import main
 from decayrec.config import WarehouseConfig
-from decayrec.queries import QueryError, list_queries, run_query
 from decayrec.warehouse import RunOutcome, ab_bucket, open_warehouse
+from decayrec.warehouse.queries import QueryError, list_queries, run_query
 
 D1, D2 = date(2024, 3, 1), date(2024, 3, 2)
 

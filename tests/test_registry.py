@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig, SourceConfig
-from decayrec.evaluate import evaluate_all
-from decayrec.features import build_snapshot
-from decayrec.ingest import load_batches, stage_sources
-from decayrec.registry import KEEP, POPULARITY, PROMOTE, Registry, code_version, gate
-from decayrec.train import popularity_lists, score_saved_model, train_and_score
+from decayrec.evaluation.backtest import evaluate_all
+from decayrec.evaluation.champion import KEEP, POPULARITY, PROMOTE, Registry, code_version, gate
+from decayrec.lake.features import build_snapshot
+from decayrec.lake.ingest import load_batches, stage_sources
+from decayrec.scoring.lists import popularity_lists, score_saved_model, train_and_score
 
 AS_OF = date(2024, 4, 1)
 GOOD = ModelConfig(name="itemknn", neighbours=20)

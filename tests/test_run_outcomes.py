@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from decayrec.config import DecayrecConfig, SourceConfig
-from decayrec.features import NoEvents
+from decayrec.lake.features import NoEvents
 from flows.nightly import nightly
 
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from decayrec.config import DecayrecConfig, ModelConfig, ModelName
-from decayrec.features import EventSequences, InteractionMatrix
+from decayrec.lake.features import EventSequences, InteractionMatrix
 from decayrec.models import AlignedScorer, TimeSASRec
-from decayrec.scoring import recommend
-from decayrec.train import make_model
+from decayrec.scoring.lists import make_model
+from decayrec.scoring.recommend import recommend
 
 GROUP, WALK = 8, 6
 MINUTE, YEAR = 60.0, 365.25 * 86400.0

@@ -12,9 +12,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from decayrec.features import build_snapshot
-from decayrec.registry import Registry
-from decayrec.train import score_saved_model
+from decayrec.evaluation.champion import Registry
+from decayrec.lake.features import build_snapshot
+from decayrec.scoring.lists import score_saved_model
 from flows.nightly import nightly
 from tests.ops_data import small_config, write_movielens_subset
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 from decayrec.models.ease import EASE
-from decayrec.scoring import recommend
+from decayrec.scoring.recommend import recommend
 
 # Item popularity (set directly), most popular first: i1 (6), i3 (5), i5 (4), i2 (3), i4 (2), i0 (1)
 POPULARITY = np.array([1.0, 6.0, 3.0, 5.0, 2.0, 4.0])

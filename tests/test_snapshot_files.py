@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig
-from decayrec.features import (
+from decayrec.lake.features import (
     SnapshotError,
     build_snapshot,
     file_sha256,
     load_snapshot,
     read_snapshot,
 )
-from decayrec.ingest import load_batches, stage_sources
+from decayrec.lake.ingest import load_batches, stage_sources
 
 AS_OF = datetime(2024, 4, 1, tzinfo=UTC)
 
@@ -90,7 +90,7 @@ def test_a_moved_data_dir_reuses_its_snapshot_in_the_new_place(tmp_path, caplog)
     config_moved = config.model_copy(update={"data_dir": moved})
     matrix_file = moved / "snapshots" / first.snapshot_id / "matrix.parquet"
     written = matrix_file.stat().st_mtime_ns
-    with caplog.at_level(logging.WARNING, logger="decayrec.features"):
+    with caplog.at_level(logging.WARNING, logger="decayrec.lake.features"):
         again = build_snapshot(config_moved, AS_OF)
     assert again.snapshot_id == first.snapshot_id
     assert Path(again.path) == moved / "snapshots" / first.snapshot_id
@@ -132,9 +132,9 @@ def test_a_corrupted_matrix_file_is_detected_and_the_snapshot_rebuilt(tmp_path, 
         np.random.default_rng(0).integers(0, 256, 2000, np.uint8).tobytes()
     )
     matrix_file.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="decayrec.features"):
+    with caplog.at_level(logging.WARNING, logger="decayrec.lake.features"):
         again = build_snapshot(config, AS_OF)
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "decayrec.features"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "decayrec.lake.features"]
     assert str(matrix_file) in warning and "checksum" in warning
     assert again.snapshot_id == first.snapshot_id and again.path == first.path
     assert file_sha256(matrix_file) == again.files["matrix.parquet"]
@@ -146,9 +146,9 @@ def test_a_missing_snapshot_file_is_rebuilt(tmp_path, caplog):
     first = build_snapshot(config, AS_OF)
     original = load_snapshot(first)
     (Path(first.path) / "users.parquet").unlink()
-    with caplog.at_level(logging.WARNING, logger="decayrec.features"):
+    with caplog.at_level(logging.WARNING, logger="decayrec.lake.features"):
         again = build_snapshot(config, AS_OF)
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "decayrec.features"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "decayrec.lake.features"]
     assert str(Path(first.path) / "users.parquet") in warning and "missing" in warning
     assert_same_matrix(load_snapshot(again), original)
 

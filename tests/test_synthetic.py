@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from decayrec.cli import main
-from decayrec.synthetic import (
+from decayrec_tools.synthetic import (
     EVENTS_SCHEMA,
     USERS_PER_BLOCK,
     generate_dataset,
@@ -230,7 +230,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_events(tmp_path):
     def peak_mib(n_events: int) -> float:
         code = (
             "import resource, sys\n"
-            "from decayrec.synthetic import write_events\n"
+            "from decayrec_tools.synthetic import write_events\n"
             "write_events(sys.argv[1], n_events=int(sys.argv[2]), chunk_users=1024)\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
         )

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig
-from decayrec.evaluate import backtest
-from decayrec.features import prepare_decay_tables
-from decayrec.ingest import open_lake
+from decayrec.evaluation.backtest import backtest
+from decayrec.evaluation.tune import apply_latest_winner, latest_winner, tune
+from decayrec.lake.features import prepare_decay_tables
+from decayrec.lake.ingest import open_lake
 from decayrec.sqlfiles import sql
-from decayrec.tune import apply_latest_winner, latest_winner, tune
 
 AS_OF = datetime(2024, 7, 1, tzinfo=UTC)
 

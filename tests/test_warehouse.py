@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from decayrec.config import ConfigError, DecayrecConfig, WarehouseConfig, mask_url
-from decayrec.postgres import PostgresWarehouse
 from decayrec.sqlfiles import SQL_DIR
 from decayrec.warehouse import (
     InjectedFailure,
@@ -23,6 +22,7 @@ from decayrec.warehouse import (
     open_warehouse,
     split_statements,
 )
+from decayrec.warehouse.postgres import PostgresWarehouse
 
 
 def lists(users, items, source="model"):
@@ -373,7 +373,7 @@ def test_values_are_bound_never_pasted(warehouse):
 
 
 def test_unreachable_postgres_fails_clearly_after_the_retries(postgres_server):
-    from decayrec.pg_local import free_port
+    from decayrec_tools.pg_local import free_port
 
     url = f"postgresql://decayrec:{postgres_server.password}@127.0.0.1:{free_port()}/nowhere"
     settings = WarehouseConfig(connect_retries=2, retry_backoff_seconds=0.2)
@@ -391,7 +391,7 @@ def test_unreachable_postgres_fails_clearly_after_the_retries(postgres_server):
 
 
 def test_a_connection_lost_during_a_publish_writes_nothing_and_is_retried(postgres_url):
-    from decayrec.postgres import PUBLISH_LOCK
+    from decayrec.warehouse.postgres import PUBLISH_LOCK
     from tasks import PERMANENT_ERRORS
 
     wh = open_warehouse(postgres_url)

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig, movielens_sources
-from decayrec.pg_local import free_port
-from decayrec.queries import run_query
 from decayrec.warehouse import InjectedFailure, open_warehouse
+from decayrec.warehouse.queries import run_query
+from decayrec_tools.pg_local import free_port
 from flows.nightly import nightly
 from tasks.ops import LockUnavailable
 from tests.ops_data import tiny_events

@@ -1,6 +1,6 @@
 """The interface every decayrec model implements.
 
-A model is fitted on the decay-weighted :class:`~decayrec.features.InteractionMatrix`
+A model is fitted on the decay-weighted :class:`~decayrec.lake.features.InteractionMatrix`
 and scores a dense batch of user rows (users x items, the same decayed weights); it
 never excludes seen items itself (`decayrec.scoring.recommend` does). `save` and
 `load` round-trip it exactly: a loaded model gives bit-identical scores.
@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 
 
 @runtime_checkable

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from decayrec.device import dense_rows
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
+from decayrec.models.device import dense_rows
 
 # A scattered pair costs about as much as this many multiply-adds of a dense product
 # (2 CPU cores: 2.4e-8 s per pair at 10^7 events, 3e-11 s per multiply-add).

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 from decayrec.models.base import (
     model_file_errors,
     read_model_file,

@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from decayrec.device import csr_row_indices
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 from decayrec.models.base import (
     model_file_errors,
     positive_mean,
@@ -45,6 +44,7 @@ from decayrec.models.base import (
     saved_tensor,
     write_model_file,
 )
+from decayrec.models.device import csr_row_indices
 
 
 def conjugate_gradient(

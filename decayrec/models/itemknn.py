@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 from decayrec.models.base import (
     model_file_errors,
     positive_mean,

@@ -51,8 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decayrec.device import entry_ranges
-from decayrec.features import EventSequences, InteractionMatrix
+from decayrec.lake.features import EventSequences, InteractionMatrix
 from decayrec.models.base import (
     ModelFileError,
     model_file_errors,
@@ -60,6 +59,7 @@ from decayrec.models.base import (
     saved_item_ids,
     write_model_file,
 )
+from decayrec.models.device import entry_ranges
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 -- backtest trains on: split_events before $cutoff whose event type has a positive weight.
 -- Columns: user_id, item_id, event_type, type_weight (decay.type_weights), event_ts,
 -- ts_seconds (epoch seconds, for peers that take numbers), value.
--- Reads split_events and type_params (decayrec.features.prepare_decay_tables).
+-- Reads split_events and type_params (decayrec.lake.features.prepare_decay_tables).
 with training_events as (
     select
         e.user_id,

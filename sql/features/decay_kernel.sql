@@ -1,4 +1,4 @@
--- Defines the temp macro decay_kernel(age, ...): K(age) of decayrec/decay.py for an age in
+-- Defines the temp macro decay_kernel(age, ...): K(age) of decayrec/lake/decay.py for an age in
 -- days, with the kernel and its parameters passed in (the feature SQL binds them).
 -- Reads nothing.
 create or replace temp macro decay_kernel(

@@ -6,7 +6,7 @@ Two steps, two tasks of the nightly flow:
   skipped) into `staged_rows`, all fields as raw text, rows the reader cannot split
   marked with the reason. Nothing reaches `events` yet.
 * :func:`load_batches` parses and validates each staged batch (see
-  :mod:`decayrec.validate`) and, in one transaction per batch, appends the good rows
+  :mod:`decayrec.lake.validate`) and, in one transaction per batch, appends the good rows
   to `events` (a key already there is not added again), the bad rows to
   `quarantine`, and a row to `load_log`. Accepted + quarantined = rows read.
 """
@@ -45,7 +45,7 @@ class StagedBatch:
     default_event_type: str | None
     timestamp_unit: str
     # Parquet batches stage no `raw` per row: a quarantined row's raw (JSON of its columns)
-    # is read back from the file by its row number (decayrec.validate.fill_deferred_raw).
+    # is read back from the file by its row number (decayrec.lake.validate.fill_deferred_raw).
     raw_from_file: bool = False
 
 
@@ -405,7 +405,7 @@ def load_batches(
     config: DecayrecConfig, batches: list[StagedBatch], run_id: str, now: datetime | None = None
 ) -> list[BatchResult]:
     """Parse and validate each staged batch, then load it; fails on a batch-level failure."""
-    from decayrec.validate import validate_batch
+    from decayrec.lake.validate import validate_batch
 
     now = now or datetime.now(UTC)
     results = []

@@ -27,7 +27,7 @@ import pyarrow as pa
 import torch
 
 from decayrec.config import DecayConfig
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 
 RANK = 32
 RECENT_SHARE = 0.3

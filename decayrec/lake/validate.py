@@ -22,7 +22,7 @@ from decayrec.config import DecayrecConfig
 from decayrec.sqlfiles import sql
 
 if TYPE_CHECKING:
-    from decayrec.ingest import StagedBatch
+    from decayrec.lake.ingest import StagedBatch
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def fill_deferred_raw(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
     staged fields instead, marked so."""
     if not batch.raw_from_file:
         return
-    from decayrec.ingest import sha256_of
+    from decayrec.lake.ingest import sha256_of
     from decayrec.sqlfiles import escape_ident
 
     params = {"file": batch.file}

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import torch
 
 from decayrec.config import DecayrecConfig, ModelName
-from decayrec.device import pick_device
-from decayrec.features import (
+from decayrec.evaluation.champion import ModelRecord
+from decayrec.lake.features import (
     InteractionMatrix,
     Snapshot,
     build_snapshot,
@@ -21,8 +21,8 @@ from decayrec.features import (
     sequence_length,
 )
 from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model, TimeSASRec
-from decayrec.registry import ModelRecord
-from decayrec.scoring import Lists, recommend
+from decayrec.models.device import pick_device
+from decayrec.scoring.recommend import Lists, recommend
 
 
 @dataclass

@@ -12,9 +12,9 @@ A backtest splits the lake's events before the as-of time by a protocol:
 
 Then it runs the night that would have followed the training data: as of midnight (in
 `config.timezone`) after the last training event, the nightly's own feature build
-(:func:`decayrec.features.compute_features`, the same SQL and decay reference), the
-nightly's model (:func:`decayrec.train.make_model`) and the nightly's lists
-(:func:`decayrec.train.score_lists`), and measures those lists. Truth items never seen
+(:func:`decayrec.lake.features.compute_features`, the same SQL and decay reference), the
+nightly's model (:func:`decayrec.scoring.lists.make_model`) and the nightly's lists
+(:func:`decayrec.scoring.lists.score_lists`), and measures those lists. Truth items never seen
 in training are dropped (and counted); a truth user without a list counts as zero.
 
 split='validation' applies the same protocol to the test split's training events, so a
@@ -33,10 +33,10 @@ import duckdb
 import numpy as np
 
 from decayrec.config import DecayrecConfig
-from decayrec.features import compute_features, prepare_decay_tables
-from decayrec.metrics import ranking_metrics
+from decayrec.evaluation.metrics import ranking_metrics
+from decayrec.lake.features import compute_features, prepare_decay_tables
+from decayrec.scoring.lists import make_model, score_lists
 from decayrec.sqlfiles import connect, sql
-from decayrec.train import make_model, score_lists
 
 SPLITS = ("test", "validation")
 PROTOCOLS = ("user_time", "global_time")

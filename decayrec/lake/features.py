@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from decayrec.config import DecayConfig, DecayrecConfig
-from decayrec.decay import effective_half_life
+from decayrec.lake.decay import effective_half_life
 from decayrec.sqlfiles import connect, run_script, sql
 
 log = logging.getLogger(__name__)
@@ -222,12 +222,12 @@ def compute_interactions(
     Each user's memory (user_id, memory, drift) comes from `user_memory` when given;
     with `decay.user_decay = 'drift'` it is estimated instead, in two passes: the
     first, with every memory at 1, gives the matrix from which each user's drift is
-    measured (decayrec.dynamic); the second applies the memories.
+    measured (decayrec.lake.dynamic); the second applies the memories.
     """
     prepare_decay_tables(con, decay)
     con.execute("delete from user_memory")
     if decay.user_decay == "drift":
-        from decayrec.dynamic import estimate_user_memory
+        from decayrec.lake.dynamic import estimate_user_memory
 
         _interactions(con, decay, as_of)
         user_memory = estimate_user_memory(read_matrix(con), con, decay)
@@ -482,7 +482,7 @@ def require_events(config: DecayrecConfig, as_of: datetime) -> int:
 
 
 def _sources_without_files(config: DecayrecConfig) -> list[str]:
-    from decayrec.ingest import IngestError, source_files
+    from decayrec.lake.ingest import IngestError, source_files
 
     unmatched = []
     for source in config.sources:

@@ -1,6 +1,6 @@
 """Tuning the model and the decay on a validation split, never on the test window.
 
-Every trial is a backtest with split='validation' (decayrec.evaluate): the protocol's
+Every trial is a backtest with split='validation' (decayrec.evaluation.backtest): the protocol's
 test window is removed first and the same protocol is applied to what is left, and the
 backtest is the nightly run itself on that data, so a trial's score is what the lists of
 that night would have scored. The search starts from the settings in force (the config
@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from decayrec.config import DecayConfig, DecayrecConfig, ModelConfig
-from decayrec.evaluate import backtest
+from decayrec.evaluation.backtest import backtest
 from decayrec.sqlfiles import connect, run_script, sql
 
 METRIC = "ndcg@10"

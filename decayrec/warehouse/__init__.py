@@ -1,7 +1,7 @@
 """Warehouse writers: where the lists and the run history are published.
 
 A warehouse is chosen by URL: `duckdb:///path/file.duckdb` is the embedded default,
-`postgresql://user@host:port/db` the real warehouse (decayrec.postgres). Both hold the
+`postgresql://user@host:port/db` the real warehouse (decayrec.warehouse.postgres). Both hold the
 same tables and views, created and upgraded by the numbered migrations in
 `sql/warehouse/migrations/` (DuckDB) and `sql/warehouse_postgres/migrations/`
 (PostgreSQL); `schema_migrations` records which ones a warehouse has.
@@ -56,7 +56,7 @@ class InjectedFailure(WarehouseError):
     """Raised by a publish when `warehouse.fail_after_staging` is set (drills and tests)."""
 
 
-# The columns a publish takes, in order (the lists of decayrec.scoring).
+# The columns a publish takes, in order (the lists of decayrec.scoring.recommend).
 LIST_SCHEMA = pa.schema(
     [
         ("user_id", pa.string()),
@@ -456,7 +456,7 @@ def open_warehouse(url: str, settings: WarehouseConfig | None = None) -> Warehou
     if scheme == "duckdb":
         return DuckDBWarehouse(url, settings)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        from decayrec.postgres import PostgresWarehouse
+        from decayrec.warehouse.postgres import PostgresWarehouse
 
         return PostgresWarehouse(url, settings)
     raise WarehouseError(

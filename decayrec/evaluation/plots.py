@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from decayrec.config import DecayConfig  # noqa: E402
-from decayrec.decay import effective_half_life, kernel_weight  # noqa: E402
+from decayrec.lake.decay import effective_half_life, kernel_weight  # noqa: E402
 
 
 def decay_curves(decay: DecayConfig, path: str | Path) -> Path:

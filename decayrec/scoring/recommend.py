@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from decayrec.device import csr_row_indices, csr_rows, dense_rows
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
+from decayrec.models.device import csr_row_indices, csr_rows, dense_rows
 
 SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "fallback"

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import torch
 
 from decayrec.config import DecayrecConfig
-from decayrec.device import pick_device
-from decayrec.features import Snapshot, load_snapshot
-from decayrec.scoring import recommend
-from decayrec.train import TrainedLists, fit_model
+from decayrec.lake.features import Snapshot, load_snapshot
+from decayrec.models.device import pick_device
+from decayrec.scoring.lists import TrainedLists, fit_model
+from decayrec.scoring.recommend import recommend
 
 
 @dataclass

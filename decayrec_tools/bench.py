@@ -3,16 +3,16 @@
     decayrec bench --events 10000000 [--model ease|ials|itemknn] [--out DIR] [--seed S]
                    [--reuse] [--stages ingest validate features ...] [--flow]
 
-Synthetic events (decayrec.synthetic, interest drift) are generated once per (events, seed,
+Synthetic events (decayrec_tools.synthetic, interest drift) are generated once per (events, seed,
 items) under the data root (default /tmp/bench-data, never the repository) and reused
 with --reuse. Then the stages of flows/nightly.py run in order, as the plain functions the
 Prefect tasks wrap, each in a process of its own:
 
-    ingest    decayrec.ingest.stage_sources        source files -> staged_rows
-    validate  decayrec.ingest.load_batches         parse, row checks, GX verdict -> events
-    features  decayrec.features.build_snapshot     decayed matrix -> Parquet snapshot
-    train     decayrec.train.train_and_score       fit + every user's top-K list
-    evaluate  decayrec.evaluate.backtest           global-time protocol, model and popularity
+    ingest    decayrec.lake.ingest.stage_sources        source files -> staged_rows
+    validate  decayrec.lake.ingest.load_batches         parse, row checks, GX verdict -> events
+    features  decayrec.lake.features.build_snapshot     decayed matrix -> Parquet snapshot
+    train     decayrec.scoring.lists.train_and_score       fit + every user's top-K list
+    evaluate  decayrec.evaluation.backtest.backtest  global-time protocol, model and popularity
     export    decayrec.warehouse (DuckDB file)     schema, run record, atomic publish
 
 Per stage: wall seconds (of the stage function, measured in its process), events/s (the
@@ -35,7 +35,8 @@ Results go to ``<out>/bench.json`` and ``<out>/bench.md``.
 
 :func:`export_split` writes the global-time split of a lake (training events and truth,
 by the project's own SQL) to Parquet for peers, and :func:`evaluate_lists` scores a peer's
-lists with decayrec.metrics exactly as decayrec's backtest scores its own (bench/peers.py).
+lists with decayrec.evaluation.metrics exactly as decayrec's backtest scores its own
+(bench/peers.py).
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ AS_OF = date(2025, 1, 1)  # the synthetic window is 2024; T = its end
 DEFAULT_DATA_ROOT = Path(os.environ.get("DECAYREC_BENCH_DATA", "/tmp/bench-data"))
 MAX_DEFAULT_ITEMS = 20_000
 PRELOAD = [
-    "decayrec.bench",
-    "decayrec.ingest",
-    "decayrec.validate",
-    "decayrec.features",
-    "decayrec.train",
-    "decayrec.evaluate",
+    "decayrec_tools.bench",
+    "decayrec.lake.ingest",
+    "decayrec.lake.validate",
+    "decayrec.lake.features",
+    "decayrec.scoring.lists",
+    "decayrec.evaluation.backtest",
     "decayrec.warehouse",
     "great_expectations",
 ]
@@ -104,7 +105,7 @@ def bench_events(
 ) -> dict[str, Any]:
     """The events file for (n_events, seed, n_items): reused when it exists and `reuse`,
     else generated (streamed, bounded memory). Returns path, counts and seconds."""
-    from decayrec.synthetic import write_events
+    from decayrec_tools.synthetic import write_events
 
     n_items = n_items or default_items(n_events)
     out = events_dir(Path(data_root), n_events, seed, n_items)
@@ -154,14 +155,14 @@ def bench_config(
 
 
 def _ingest(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]:
-    from decayrec.ingest import stage_sources
+    from decayrec.lake.ingest import stage_sources
 
     staged = stage_sources(config, run_id)
     return staged, {"batches": len(staged), "rows_staged": sum(b.rows_read for b in staged)}
 
 
 def _validate(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]:
-    from decayrec.ingest import load_batches
+    from decayrec.lake.ingest import load_batches
 
     if "ingest" not in state:
         raise BenchError("validate needs the ingest stage of the same run")
@@ -173,7 +174,7 @@ def _validate(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, di
 
 
 def _features(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]:
-    from decayrec.features import build_snapshot
+    from decayrec.lake.features import build_snapshot
 
     if not config.lake_path.exists():
         raise BenchError(f"features needs a lake with events ({config.lake_path} is missing)")
@@ -187,7 +188,7 @@ def _features(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, di
 
 
 def _train(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]:
-    from decayrec.train import train_and_score
+    from decayrec.scoring.lists import train_and_score
 
     if "features" not in state:
         raise BenchError("train needs the features stage of the same run")
@@ -204,7 +205,7 @@ def _train(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]
 
 
 def _evaluate(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]:
-    from decayrec.evaluate import backtest
+    from decayrec.evaluation.backtest import backtest
 
     if not config.lake_path.exists():
         raise BenchError(f"evaluate needs a lake with events ({config.lake_path} is missing)")
@@ -634,9 +635,9 @@ def export_split(
     event types with a positive weight) and ``truth.parquet`` (user_id, item_id: new
     items of users with history, at or after the cutoff), with the project's SQL
     (sql/evaluation/global_time_cutoff.sql, global_time_truth.sql), as
-    decayrec.evaluate does. split='validation' first removes everything from the test
+    decayrec.evaluation.backtest does. split='validation' first removes everything from the test
     cutoff on and splits what is left the same way (what tuning may look at)."""
-    from decayrec.features import prepare_decay_tables
+    from decayrec.lake.features import prepare_decay_tables
     from decayrec.sqlfiles import connect, sql
 
     if split not in ("test", "validation"):
@@ -700,7 +701,7 @@ def _cutoff(con: Any, config: DecayrecConfig, as_of: datetime) -> datetime | Non
 def evaluate_lists(
     split: SplitFiles, lists_path: str | Path, ks: list[int] | None = None
 ) -> dict[str, Any]:
-    """NDCG, Recall, MAP, HitRate and coverage (decayrec.metrics) of top-K lists
+    """NDCG, Recall, MAP, HitRate and coverage (decayrec.evaluation.metrics) of top-K lists
     (Parquet: user_id, rank, item_id) on a split, as decayrec's backtest measures its own
     lists: users with training history and at least one truth item that occurs in
     training are evaluated; truth items not in training are dropped (counted); items the
@@ -708,7 +709,7 @@ def evaluate_lists(
     them); the catalogue is the items of the training events."""
     import duckdb
 
-    from decayrec.metrics import ranking_metrics
+    from decayrec.evaluation.metrics import ranking_metrics
     from decayrec.sqlfiles import sql
 
     ks = ks or [10, 20]

@@ -50,7 +50,7 @@ POPULARITY = "publish_popularity"  # below the popularity floor, and no usable c
 def code_version() -> str:
     """The git commit of the code (with '-dirty' when it has uncommitted changes), else
     the installed package version."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
@@ -272,7 +272,7 @@ def _champion_value(
     decision: dict[str, Any],
 ) -> float | None:
     """The champion's settings backtested on tonight's data (the same protocol)."""
-    from decayrec.evaluate import backtest
+    from decayrec.evaluation.backtest import backtest
 
     champion_config = champion.config(config)
     if _same_model(champion_config, config):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from decayrec.features import InteractionMatrix
+from decayrec.lake.features import InteractionMatrix
 
 
 def pick_device(preference: str = "auto") -> torch.device:

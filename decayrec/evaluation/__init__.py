@@ -1,0 +1,2 @@
+"""Evaluation: the backtest (the nightly on a split), metrics, tune, the gate and the
+publish check."""

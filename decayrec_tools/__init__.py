@@ -1,0 +1,2 @@
+"""Tooling outside the core package: the bench, the synthetic event generator and a
+local PostgreSQL for tests."""

@@ -10,7 +10,18 @@ import duckdb
 
 from decayrec.config import check_column_name
 
-SQL_DIR = Path(os.environ.get("DECAYREC_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
+
+def _sql_dir() -> Path:
+    """The SQL folder: DECAYREC_SQL_DIR when set; else the checkout's top-level sql/ (a
+    source tree or an editable install); else the copy a wheel ships as decayrec/sql/."""
+    if os.environ.get("DECAYREC_SQL_DIR"):
+        return Path(os.environ["DECAYREC_SQL_DIR"])
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "sql"
+    return checkout if (checkout / "lake").is_dir() else package / "sql"
+
+
+SQL_DIR = _sql_dir()
 
 
 @cache

@@ -15,6 +15,19 @@ ROOT = Path(__file__).resolve().parents[1]
 MOVIELENS = Path(os.environ.get("DECAYREC_MOVIELENS", ROOT.parent / "shared/data/movielens-small"))
 
 
+# The inner loop is `pytest -m "not slow"`; CI runs everything. A test is slow when it runs
+# a Prefect flow or server, reads MovieLens, or drives the CLI in subprocesses.
+SLOW_FIXTURES = {"prefect_harness", "movielens_dir", "ratings_lake"}
+SLOW_MODULES = {"test_cli", "test_faults", "test_prefect_server", "test_warehouse_reader_lock"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
     if not (MOVIELENS / "ratings.csv").exists():

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists
 from decayrec.scoring.sharding import FittedModel, ShardLists
 from tasks.scoring import fit, merge, score_one_shard

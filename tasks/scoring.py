@@ -3,7 +3,7 @@
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists
 from decayrec.scoring.sharding import (
     FittedModel,

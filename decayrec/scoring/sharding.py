@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import torch
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot, load_snapshot
+from decayrec.lake.matrix import Snapshot, load_snapshot
 from decayrec.models.device import pick_device
 from decayrec.scoring.lists import TrainedLists, fit_model
 from decayrec.scoring.recommend import recommend

@@ -637,6 +637,7 @@ def export_split(
     (sql/evaluation/global_time_cutoff.sql, global_time_truth.sql), as
     decayrec.evaluation.backtest does. split='validation' first removes everything from the test
     cutoff on and splits what is left the same way (what tuning may look at)."""
+    from decayrec.evaluation.backtest import split_on
     from decayrec.lake.features import prepare_decay_tables
     from decayrec.lake.session import LakeSession
     from decayrec.sqlfiles import sql
@@ -647,7 +648,7 @@ def export_split(
     out.mkdir(parents=True, exist_ok=True)
     with LakeSession.connect(config.lake_path, read_only=True) as lake, lake.build() as build:
         prepare_decay_tables(build, config.decay)
-        build.view("split_events", "from events")
+        split_on(build, "from events")
         cutoff = _cutoff(build, config, as_of)
         if split == "validation":
             if cutoff is None:
@@ -657,7 +658,7 @@ def export_split(
                 "select * from events where event_ts < $test_start",
                 {"test_start": cutoff},
             )
-            build.view("split_events", "from validation_events")
+            split_on(build, "from validation_events")
             as_of, cutoff = cutoff, _cutoff(build, config, cutoff)
         if cutoff is None:
             raise BenchError("no events before the as-of time: nothing to split")

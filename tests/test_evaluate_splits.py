@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from decayrec.config import DecayConfig
+from decayrec.evaluation.backtest import split_on
 from decayrec.lake.features import prepare_decay_tables
 from decayrec.lake.session import LakeSession
 from decayrec.sqlfiles import sql
@@ -27,8 +28,8 @@ def make_con(events):
     )
     lake.con.executemany("insert into events values (?, ?, ?, ?, null)", [tuple(e) for e in events])
     build = lake.build()
-    build.view("split_events", "from events")
     prepare_decay_tables(build, DECAY)
+    split_on(build, "from events")
     return build
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig
-from decayrec.evaluation.backtest import backtest
+from decayrec.evaluation.backtest import backtest, split_on
 from decayrec.evaluation.tune import apply_latest_winner, latest_winner, tune
 from decayrec.lake.features import prepare_decay_tables
 from decayrec.lake.ingest import open_lake
@@ -60,8 +60,8 @@ OTHER_GROUP = "'i' || ((cast(substr(events.item_id, 2) as integer) + 40) % 120)"
 def poison_test_window(config: DecayrecConfig, protocol: str) -> None:
     """Move every test-window event to the same item of another taste group."""
     with LakeSession.connect(config.lake_path) as lake, lake.build() as build:
-        build.view("split_events", "from events")
         prepare_decay_tables(build, config.decay)
+        split_on(build, "from events")
         if protocol == "global_time":
             [(cutoff,)] = build.execute(
                 sql("evaluation/global_time_cutoff"), {"as_of": AS_OF, "test_fraction": 0.1}

@@ -71,6 +71,14 @@ def night_after(config: DecayrecConfig, last_event: datetime) -> datetime:
     return config.as_of_time(local_day + timedelta(days=1))
 
 
+def split_on(build: LakeBuild, events: str) -> None:
+    """Let a split see the events of the query `events`: the view `split_events` over
+    them and the table macro `split_scope` (sql/evaluation/split_scope.sql) the split SQL
+    reads them through. type_params (prepare_decay_tables) must be there when it runs."""
+    build.view("split_events", events)
+    build.macro("split_scope", sql("evaluation/split_scope"))
+
+
 def carve_split(
     build: LakeBuild, config: DecayrecConfig, as_of: datetime, protocol: str
 ) -> dict[str, Any] | None:
@@ -128,12 +136,12 @@ def _backtest(
 ) -> dict[str, Any]:
     prepare_decay_tables(build, config.decay)
     result: dict[str, Any] = {"protocol": protocol, "split": split}
-    build.view("split_events", "from events")
+    split_on(build, "from events")
     carved = carve_split(build, config, as_of, protocol)
     if carved is not None and split == "validation":
         # the same protocol on what the test split trains on: nothing of the test window
         build.table("outer_training", "from training_events")
-        build.view("split_events", "from outer_training")
+        split_on(build, "from outer_training")
         carved = carve_split(build, config, carved["night"], protocol)
     if carved is None:
         return {**result, "skipped": "no events before the as-of time"}

@@ -27,8 +27,6 @@ import duckdb
 
 from decayrec.sqlfiles import connect
 
-KINDS = ("table", "view", "macro")
-
 # every temp object of a connection (DuckDB keeps them in the catalog `temp`)
 _TEMP_OBJECTS = """
 select 'table' as kind, table_name as name from duckdb_tables() where temporary

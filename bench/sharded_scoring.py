@@ -26,8 +26,9 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from decayrec.config import DecayrecConfig, movielens_sources
-    from decayrec.lake.features import build_snapshot, load_snapshot
+    from decayrec.lake.features import build_snapshot
     from decayrec.lake.ingest import load_batches, stage_sources
+    from decayrec.lake.matrix import load_snapshot
     from decayrec.scoring.lists import train_and_score
     from decayrec.scoring.recommend import recommend
     from decayrec.scoring.sharding import FittedModel, load_model

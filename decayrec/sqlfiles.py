@@ -56,10 +56,41 @@ def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.D
 
 
 def run_script(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Run every statement of a DDL file (statements separated by ';')."""
-    for statement in sql(name).split(";"):
-        body = "\n".join(
-            line for line in statement.splitlines() if not line.strip().startswith("--")
-        ).strip()
-        if body:
-            con.execute(body)
+    """Run every statement of a DDL file (see :func:`split_statements`)."""
+    for statement in split_statements(sql(name)):
+        con.execute(statement)
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of a SQL script: split on ';' outside quotes, comments and $$ bodies;
+    comment lines dropped."""
+    statements, current, i = [], [], 0
+    quote: str | None = None
+    while i < len(text):
+        ch = text[i]
+        if quote is None and text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        if quote is None and text.startswith("$$", i):
+            quote = "$$"
+            current.append("$$")
+            i += 2
+            continue
+        if quote == "$$" and text.startswith("$$", i):
+            quote = None
+            current.append("$$")
+            i += 2
+            continue
+        if quote is None and ch in ("'", '"'):
+            quote = ch
+        elif quote == ch and ch in ("'", '"'):
+            quote = None
+        if quote is None and ch == ";":
+            statements.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statements.append("".join(current).strip())
+    return [s for s in statements if s]

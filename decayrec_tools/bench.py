@@ -637,41 +637,42 @@ def export_split(
     (sql/evaluation/global_time_cutoff.sql, global_time_truth.sql), as
     decayrec.evaluation.backtest does. split='validation' first removes everything from the test
     cutoff on and splits what is left the same way (what tuning may look at)."""
+    from decayrec.evaluation.backtest import split_on
     from decayrec.lake.features import prepare_decay_tables
-    from decayrec.sqlfiles import connect, sql
+    from decayrec.lake.session import LakeSession
+    from decayrec.sqlfiles import sql
 
     if split not in ("test", "validation"):
         raise ValueError(f"unknown split {split!r}; expected 'test' or 'validation'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    con = connect(config.lake_path, read_only=True)
-    try:
-        prepare_decay_tables(con, config.decay)
-        con.execute("create or replace temp view split_events as from events")
-        cutoff = _cutoff(con, config, as_of)
+    with LakeSession.connect(config.lake_path, read_only=True) as lake, lake.build() as build:
+        prepare_decay_tables(build, config.decay)
+        split_on(build, "from events")
+        cutoff = _cutoff(build, config, as_of)
         if split == "validation":
             if cutoff is None:
                 raise BenchError("no events before the as-of time: nothing to split")
-            con.execute(
-                "create or replace temp table validation_events as "
+            build.table(
+                "validation_events",
                 "select * from events where event_ts < $test_start",
                 {"test_start": cutoff},
             )
-            con.execute("create or replace temp view split_events as from validation_events")
-            as_of, cutoff = cutoff, _cutoff(con, config, cutoff)
+            split_on(build, "from validation_events")
+            as_of, cutoff = cutoff, _cutoff(build, config, cutoff)
         if cutoff is None:
             raise BenchError("no events before the as-of time: nothing to split")
         train_path, truth_path = out / "train.parquet", out / "truth.parquet"
-        n_train = _write_query(con, sql("bench/split_train_events"), {"cutoff": cutoff}, train_path)
+        n_train = _write_query(
+            build, sql("bench/split_train_events"), {"cutoff": cutoff}, train_path
+        )
         n_truth = _write_query(
-            con,
+            build,
             "select user_id, item_id from (" + sql("evaluation/global_time_truth") + ") "
             "order by user_id, item_id",
             {"as_of": as_of, "cutoff": cutoff},
             truth_path,
         )
-    finally:
-        con.close()
     files = SplitFiles(
         directory=str(out),
         train_path=str(train_path),

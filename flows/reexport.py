@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import read_snapshot, snapshot_problem
+from decayrec.lake.matrix import read_snapshot, snapshot_problem
 from decayrec.scoring.sharding import FittedModel
 from decayrec.sqlfiles import sql
 from decayrec.warehouse import RunOutcome, configured_warehouse

@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists
-from decayrec.scoring.sharding import FittedModel, ShardLists
+from decayrec.scoring.sharding import FittedModel, ShardLists, ShardPlan
 from tasks.scoring import fit, merge, score_one_shard
 from tasks.train import train
 
@@ -40,16 +40,8 @@ def score_shards(
     config: DecayrecConfig, snapshot: Snapshot, fitted: FittedModel, out_dir: str
 ) -> list[ShardLists]:
     """Score every user, one mapped task per shard of orchestration.score_shards."""
-    n = config.orchestration.score_shards
-    futures = score_one_shard.map(
-        unmapped(config),
-        unmapped(snapshot),
-        unmapped(fitted.model_path),
-        unmapped(fitted.model),
-        list(range(n)),
-        unmapped(n),
-        unmapped(out_dir),
-    )
+    plan = ShardPlan(snapshot, fitted, config.orchestration.score_shards, out_dir)
+    futures = score_one_shard.map(unmapped(config), unmapped(plan), list(range(plan.n_shards)))
     return [f.result() for f in futures]
 
 

@@ -6,14 +6,12 @@ from prefect import task
 from prefect.utilities.hashing import hash_objects
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import (
+from decayrec.lake.features import build_snapshot, require_events, sequence_length
+from decayrec.lake.matrix import (
     SNAPSHOT_META,
     Snapshot,
     SnapshotError,
-    build_snapshot,
     read_snapshot,
-    require_events,
-    sequence_length,
     snapshot_dir,
     snapshot_problem,
 )

@@ -1,7 +1,8 @@
 from prefect import task
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.ingest import StagedBatch, stage_sources
+from decayrec.lake.ingest import stage_sources
+from decayrec.lake.staging import StagedBatch
 from tasks import TIMEOUTS, retry_transient
 
 

@@ -23,7 +23,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.models.device import pick_device
 
 NIGHTLY_LIMIT = "decayrec-nightly"  # one nightly (or re-export) publishing at a time

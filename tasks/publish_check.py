@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.champion import POPULARITY
 from decayrec.evaluation.publish_check import check_lists
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists
 from decayrec.sqlfiles import sql
 from decayrec.warehouse import configured_warehouse

@@ -3,11 +3,12 @@
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists
 from decayrec.scoring.sharding import (
     FittedModel,
     ShardLists,
+    ShardPlan,
     fit_and_save,
     merge_shards,
     score_shard,
@@ -31,21 +32,13 @@ def fit(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> FittedModel:
 
 
 @task(name="score-shard", timeout_seconds=TIMEOUTS["score"])
-def score_one_shard(
-    config: DecayrecConfig,
-    snapshot: Snapshot,
-    model_path: str,
-    model_name: str,
-    shard: int,
-    n_shards: int,
-    out_dir: str,
-) -> ShardLists:
+def score_one_shard(config: DecayrecConfig, plan: ShardPlan, shard: int) -> ShardLists:
     """Top-K lists of the users whose user_id hashes to `shard`."""
-    result = score_shard(config, snapshot, model_path, model_name, shard, n_shards, out_dir)
+    result = score_shard(config, plan, shard)
     get_run_logger().info(
         "shard %d/%d: %d users, %d rows in %.1f s",
         shard + 1,
-        n_shards,
+        plan.n_shards,
         result.n_users,
         result.n_rows,
         result.seconds,

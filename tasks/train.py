@@ -1,7 +1,7 @@
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists, train_and_score
 from tasks import TIMEOUTS
 from tasks.ops import maybe_inject_train_fault, training_slot

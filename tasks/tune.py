@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.plots import decay_report
 from decayrec.evaluation.tune import TuneResult, apply_latest_winner, describe_config, tune
-from decayrec.lake.features import Snapshot
+from decayrec.lake.matrix import Snapshot
 from decayrec.warehouse import configured_warehouse
 from tasks import TIMEOUTS
 

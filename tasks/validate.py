@@ -1,7 +1,8 @@
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.ingest import BatchResult, StagedBatch, load_batches
+from decayrec.lake.ingest import BatchResult, load_batches
+from decayrec.lake.staging import StagedBatch
 from tasks import TIMEOUTS
 
 

@@ -18,8 +18,8 @@ from decayrec.config import (
     movielens_sources,
 )
 from decayrec.evaluation.backtest import backtest
-from decayrec.lake.features import InteractionMatrix
 from decayrec.lake.ingest import load_batches, stage_sources
+from decayrec.lake.matrix import InteractionMatrix
 from decayrec.models.ease import EASE
 from decayrec.scoring.recommend import recommend
 

@@ -10,7 +10,7 @@ import pytest
 from decayrec.config import DecayConfig
 from decayrec.lake.decay import KERNELS, effective_half_life, kernel_weight, saturate
 from decayrec.lake.features import compute_interactions
-from decayrec.sqlfiles import connect
+from decayrec.lake.session import LakeBuild, LakeSession
 
 AS_OF = datetime(2024, 1, 1, tzinfo=UTC)
 HUGE = [1e6, 1e12, 1e300]
@@ -69,14 +69,15 @@ def test_saturation_of_repeated_interactions():
     )
 
 
-def events_connection(rows, user_memory=None):
-    con = connect()
-    con.execute(
-        "create temp table source_events (user_id varchar, item_id varchar, event_type varchar, "
-        "event_ts timestamptz, value double)"
+def events_connection(rows) -> LakeBuild:
+    """A build on an in-memory lake whose source_events are these rows."""
+    build = LakeSession.connect().build()
+    build.empty_table(
+        "source_events",
+        "user_id varchar, item_id varchar, event_type varchar, event_ts timestamptz, value double",
     )
-    con.executemany("insert into source_events values (?, ?, ?, ?, null)", rows)
-    return con
+    build.executemany("insert into source_events values (?, ?, ?, ?, null)", rows)
+    return build
 
 
 def weights(con, decay, user_memory=None):

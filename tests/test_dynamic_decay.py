@@ -13,7 +13,7 @@ from decayrec.evaluation.backtest import backtest
 from decayrec.lake.dynamic import estimate_user_memory
 from decayrec.lake.features import compute_interactions, read_matrix
 from decayrec.lake.ingest import open_lake
-from decayrec.sqlfiles import connect
+from decayrec.lake.session import LakeSession
 
 HALF_LIVES = (20.0, 40.0, 80.0)
 
@@ -69,9 +69,9 @@ def test_per_user_memory_beats_one_half_life_when_drift_speeds_differ(tmp_path):
 
 def test_drift_memory_recovers_who_drifts():
     events, fast = drift_events(n_users=300, fast_days=60, slow_days=1e9)
-    con = connect()
-    con.register("incoming", events)
-    con.execute("create temp table source_events as from incoming")
+    con = LakeSession.connect().build()
+    con.arrow("incoming", events)
+    con.table("source_events", "from incoming")
     decay = DecayConfig(half_life_days=40)
     compute_interactions(con, decay, AS_OF)
     memory = estimate_user_memory(read_matrix(con), con, decay).to_pydict()
@@ -89,9 +89,9 @@ def test_drift_memory_recovers_who_drifts():
 
 def test_users_with_little_history_keep_memory_one():
     events, _ = drift_events(n_users=50, events_per_user=4)
-    con = connect()
-    con.register("incoming", events)
-    con.execute("create temp table source_events as from incoming")
+    con = LakeSession.connect().build()
+    con.arrow("incoming", events)
+    con.table("source_events", "from incoming")
     decay = DecayConfig(user_decay="drift")
     compute_interactions(con, decay, AS_OF)
     memory = estimate_user_memory(read_matrix(con), con, decay).to_pydict()

@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from decayrec.config import DecayConfig
+from decayrec.evaluation.backtest import split_on
 from decayrec.lake.features import prepare_decay_tables
-from decayrec.sqlfiles import connect, sql
+from decayrec.lake.session import LakeSession
+from decayrec.sqlfiles import sql
 
 AS_OF = datetime(2024, 6, 1, tzinfo=UTC)
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -19,15 +21,16 @@ def day(n: float) -> datetime:
 
 def make_con(events):
     """events: (user_id, item_id, event_type, event_ts) tuples."""
-    con = connect()
-    con.execute(
+    lake = LakeSession.connect()
+    lake.con.execute(
         "create table events (user_id varchar, item_id varchar, event_type varchar, "
         "event_ts timestamptz, value double)"
     )
-    con.executemany("insert into events values (?, ?, ?, ?, null)", [tuple(e) for e in events])
-    con.execute("create or replace temp view split_events as from events")
-    prepare_decay_tables(con, DECAY)
-    return con
+    lake.con.executemany("insert into events values (?, ?, ?, ?, null)", [tuple(e) for e in events])
+    build = lake.build()
+    prepare_decay_tables(build, DECAY)
+    split_on(build, "from events")
+    return build
 
 
 def holdout(con, min_user_events: int, holdout_items: int) -> dict[str, set[tuple[str, datetime]]]:

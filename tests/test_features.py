@@ -1,4 +1,4 @@
-"""compute_interactions on tiny hand-checkable event tables (in-memory DuckDB)."""
+"""compute_interactions on tiny hand-checkable event tables (an in-memory lake)."""
 
 import math
 from datetime import UTC, datetime, timedelta
@@ -8,7 +8,7 @@ import pytest
 
 from decayrec.config import DecayConfig
 from decayrec.lake.features import compute_interactions, read_matrix
-from decayrec.sqlfiles import connect
+from decayrec.lake.session import LakeBuild, LakeSession
 
 AS_OF = datetime(2024, 3, 1, tzinfo=UTC)
 WEIGHTS = {"view": 1.0, "click": 1.5, "purchase": 5.0, "ignored": 0.0}
@@ -18,17 +18,19 @@ def days_before(days: float, ref: datetime = AS_OF) -> datetime:
     return ref - timedelta(days=days)
 
 
-def make_con(events):
-    """events: (user_id, item_id, event_type, event_ts, value) tuples."""
-    con = connect()
-    con.execute(
+def make_con(events) -> LakeBuild:
+    """A build on an in-memory lake whose `events` are these (user_id, item_id,
+    event_type, event_ts, value) tuples, with source_events pointing at them."""
+    lake = LakeSession.connect()
+    lake.con.execute(
         "create table events (user_id varchar, item_id varchar, event_type varchar, "
         "event_ts timestamptz, value double)"
     )
     if events:
-        con.executemany("insert into events values (?, ?, ?, ?, ?)", list(events))
-    con.execute("create or replace temp view source_events as select * from events")
-    return con
+        lake.con.executemany("insert into events values (?, ?, ?, ?, ?)", list(events))
+    build = lake.build()
+    build.view("source_events", "select * from events")
+    return build
 
 
 def weights_by_pair(con) -> dict[tuple[str, str], float]:

@@ -15,14 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig
-from decayrec.lake.features import (
-    SnapshotError,
-    build_snapshot,
-    file_sha256,
-    load_snapshot,
-    read_snapshot,
-)
+from decayrec.lake.features import build_snapshot
 from decayrec.lake.ingest import load_batches, stage_sources
+from decayrec.lake.matrix import SnapshotError, load_snapshot, read_snapshot
+from decayrec.lake.staging import sha256_of as file_sha256
 
 AS_OF = datetime(2024, 4, 1, tzinfo=UTC)
 

@@ -9,10 +9,11 @@ import pyarrow as pa
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig
-from decayrec.evaluation.backtest import backtest
+from decayrec.evaluation.backtest import backtest, split_on
 from decayrec.evaluation.tune import apply_latest_winner, latest_winner, tune
 from decayrec.lake.features import prepare_decay_tables
 from decayrec.lake.ingest import open_lake
+from decayrec.lake.session import LakeSession
 from decayrec.sqlfiles import sql
 
 AS_OF = datetime(2024, 7, 1, tzinfo=UTC)
@@ -58,24 +59,26 @@ OTHER_GROUP = "'i' || ((cast(substr(events.item_id, 2) as integer) + 40) % 120)"
 
 def poison_test_window(config: DecayrecConfig, protocol: str) -> None:
     """Move every test-window event to the same item of another taste group."""
-    con = duckdb.connect(str(config.lake_path))
-    con.execute("create temp view split_events as from events")
-    prepare_decay_tables(con, config.decay)
-    if protocol == "global_time":
-        [(cutoff,)] = con.execute(
-            sql("evaluation/global_time_cutoff"), {"as_of": AS_OF, "test_fraction": 0.1}
-        ).fetchall()
-        con.execute(f"update events set item_id = {OTHER_GROUP} where event_ts >= ?", [cutoff])
-    else:
-        con.execute(
-            "create temp table truth as " + sql("evaluation/user_time_holdout"),
-            {"as_of": AS_OF, "min_user_events": 10, "holdout_items": 5},
-        )
-        con.execute(
-            f"update events set item_id = {OTHER_GROUP} from truth "
-            "where truth.user_id = events.user_id and truth.item_id = events.item_id"
-        )
-    con.close()
+    with LakeSession.connect(config.lake_path) as lake, lake.build() as build:
+        prepare_decay_tables(build, config.decay)
+        split_on(build, "from events")
+        if protocol == "global_time":
+            [(cutoff,)] = build.execute(
+                sql("evaluation/global_time_cutoff"), {"as_of": AS_OF, "test_fraction": 0.1}
+            ).fetchall()
+            build.execute(
+                f"update events set item_id = {OTHER_GROUP} where event_ts >= ?", [cutoff]
+            )
+        else:
+            build.table(
+                "truth",
+                sql("evaluation/user_time_holdout"),
+                {"as_of": AS_OF, "min_user_events": 10, "holdout_items": 5},
+            )
+            build.execute(
+                f"update events set item_id = {OTHER_GROUP} from truth "
+                "where truth.user_id = events.user_id and truth.item_id = events.item_id"
+            )
 
 
 @pytest.mark.parametrize("protocol", ["global_time", "user_time"])

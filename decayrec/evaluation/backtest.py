@@ -29,33 +29,39 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import duckdb
 import numpy as np
 
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.metrics import ranking_metrics
 from decayrec.lake.features import compute_features, prepare_decay_tables
+from decayrec.lake.session import LakeBuild, LakeSession
 from decayrec.scoring.lists import make_model, score_lists
-from decayrec.sqlfiles import connect, sql
+from decayrec.sqlfiles import sql
 
 SPLITS = ("test", "validation")
 PROTOCOLS = ("user_time", "global_time")
 
 
 def backtest(
-    config: DecayrecConfig, as_of: datetime, protocol: str, split: str = "test"
+    config: DecayrecConfig,
+    as_of: datetime,
+    protocol: str,
+    split: str = "test",
+    lake: LakeSession | None = None,
 ) -> dict[str, Any]:
     """Split the lake's events before `as_of` by `protocol`, run the night after the
-    training data, and measure its lists and the popularity lists."""
+    training data, and measure its lists and the popularity lists. The temp tables live
+    in one build of `lake` (a session on config.lake_path; None: one of its own), dropped
+    when the backtest ends."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    con = connect(config.lake_path)
-    try:
-        return _backtest(con, config, as_of, protocol, split)
-    finally:
-        con.close()
+    if lake is None:
+        with LakeSession.connect(config.lake_path) as own:
+            return backtest(config, as_of, protocol, split, own)
+    with lake.build() as build:
+        return _backtest(build, config, as_of, protocol, split)
 
 
 def night_after(config: DecayrecConfig, last_event: datetime) -> datetime:
@@ -65,50 +71,54 @@ def night_after(config: DecayrecConfig, last_event: datetime) -> datetime:
     return config.as_of_time(local_day + timedelta(days=1))
 
 
+def split_on(build: LakeBuild, events: str) -> None:
+    """Let a split see the events of the query `events`: the view `split_events` over
+    them and the table macro `split_scope` (sql/evaluation/split_scope.sql) the split SQL
+    reads them through. type_params (prepare_decay_tables) must be there when it runs."""
+    build.view("split_events", events)
+    build.macro("split_scope", sql("evaluation/split_scope"))
+
+
 def carve_split(
-    con: duckdb.DuckDBPyConnection, config: DecayrecConfig, as_of: datetime, protocol: str
+    build: LakeBuild, config: DecayrecConfig, as_of: datetime, protocol: str
 ) -> dict[str, Any] | None:
-    """From the view `split_events` (the events this split may see, before `as_of`):
-    the temp tables `truth` (user_id, item_id) and `training_events`. Returns the split's
+    """From the build's view `split_events` (the events this split may see, before
+    `as_of`): the temp tables `truth` (user_id, item_id) and `training_events`. Returns the split's
     figures, with `night` the as-of instant of the night after the training data, or None
     when there is nothing to train on."""
     ev = config.evaluation
     split: dict[str, Any] = {}
     if protocol == "user_time":
-        con.execute(
-            "create or replace temp table truth as " + sql("evaluation/user_time_holdout"),
+        build.table(
+            "truth",
+            sql("evaluation/user_time_holdout"),
             {
                 "as_of": as_of,
                 "min_user_events": ev.min_user_events,
                 "holdout_items": ev.holdout_items,
             },
         )
-        con.execute(
-            "create or replace temp table training_events as "
-            + sql("evaluation/user_time_training"),
-            {"as_of": as_of},
-        )
+        build.table("training_events", sql("evaluation/user_time_training"), {"as_of": as_of})
     else:
         cutoff = ev.cutoff
         if cutoff is None:
-            cutoff = con.execute(
+            cutoff = build.execute(
                 sql("evaluation/global_time_cutoff"),
                 {"as_of": as_of, "test_fraction": ev.test_fraction},
             ).fetchall()[0][0]
         if cutoff is None:
             return None
-        con.execute(
-            "create or replace temp table truth as " + sql("evaluation/global_time_truth"),
-            {"as_of": as_of, "cutoff": cutoff},
+        build.table(
+            "truth", sql("evaluation/global_time_truth"), {"as_of": as_of, "cutoff": cutoff}
         )
-        con.execute(
-            "create or replace temp table training_events as "
+        build.table(
+            "training_events",
             "select user_id, item_id, event_type, event_ts from split_events "
             "where event_ts < $cutoff",
             {"cutoff": cutoff},
         )
         split["cutoff"] = cutoff.isoformat()
-    last = con.execute(
+    last = build.execute(
         "select max(e.event_ts) from training_events as e "
         "join type_params as t on t.event_type = e.event_type where t.weight > 0"
     ).fetchall()[0][0]
@@ -118,30 +128,30 @@ def carve_split(
 
 
 def _backtest(
-    con: duckdb.DuckDBPyConnection,
+    build: LakeBuild,
     config: DecayrecConfig,
     as_of: datetime,
     protocol: str,
     split: str,
 ) -> dict[str, Any]:
-    prepare_decay_tables(con, config.decay)
+    prepare_decay_tables(build, config.decay)
     result: dict[str, Any] = {"protocol": protocol, "split": split}
-    con.execute("create or replace temp view split_events as from events")
-    carved = carve_split(con, config, as_of, protocol)
+    split_on(build, "from events")
+    carved = carve_split(build, config, as_of, protocol)
     if carved is not None and split == "validation":
         # the same protocol on what the test split trains on: nothing of the test window
-        con.execute("create or replace temp table outer_training as from training_events")
-        con.execute("create or replace temp view split_events as from outer_training")
-        carved = carve_split(con, config, carved["night"], protocol)
+        build.table("outer_training", "from training_events")
+        split_on(build, "from outer_training")
+        carved = carve_split(build, config, carved["night"], protocol)
     if carved is None:
         return {**result, "skipped": "no events before the as-of time"}
     night = carved.pop("night")
     result.update(carved, night=night.isoformat())
 
     # the nightly run of that night, on the training events
-    con.execute("create or replace temp view source_events as from training_events")
-    matrix = compute_features(con, config, night)
-    truth_rows = con.execute(
+    build.view("source_events", "from training_events")
+    matrix = compute_features(build, config, night)
+    truth_rows = build.execute(
         "select t.user_id, u.user_idx, i.item_idx from truth as t "
         "left join user_index as u on u.user_id = t.user_id "
         "left join item_index as i on i.item_id = t.item_id"
@@ -185,7 +195,7 @@ def _backtest(
             # the cold-start figures of the blend the lists were scored with
             from decayrec.content import BacktestBlend
 
-            blend = BacktestBlend(con, config, matrix, model, device)
+            blend = BacktestBlend(build, config, matrix, model, device)
             result["content"] = blend.report(
                 ranked[: len(users)], users, truth_sets[: len(users)], config.evaluation.ks
             )
@@ -193,4 +203,6 @@ def _backtest(
 
 
 def evaluate_all(config: DecayrecConfig, as_of: datetime) -> dict[str, Any]:
-    return {p: backtest(config, as_of, p) for p in config.evaluation.protocols}
+    """The test-split backtest of every configured protocol (one session, a build each)."""
+    with LakeSession.connect(config.lake_path) as lake:
+        return {p: backtest(config, as_of, p, lake=lake) for p in config.evaluation.protocols}

@@ -36,6 +36,7 @@ from typing import Any
 
 from decayrec.config import DecayConfig, DecayrecConfig, ModelConfig
 from decayrec.evaluation.backtest import backtest
+from decayrec.lake.session import LakeSession
 from decayrec.sqlfiles import connect, run_script, sql
 
 METRIC = "ndcg@10"
@@ -162,7 +163,8 @@ def tune(
 
     def run(stage: str, model: dict[str, Any], decay: dict[str, Any]) -> Trial:
         t0 = time.perf_counter()
-        result = backtest(with_settings(config, model, decay), as_of, protocol, "validation")
+        trial_config = with_settings(config, model, decay)
+        result = backtest(trial_config, as_of, protocol, "validation", lake)
         score = result.get("model", {}).get(METRIC)
         trial = Trial(
             len(trials) + 1, stage, model, decay, score, round(time.perf_counter() - t0, 3)
@@ -188,46 +190,48 @@ def tune(
                 if "user_decay" in params and best["decay"]["kernel"] == "none":
                     continue  # a user's memory stretches ages: nothing to stretch
                 yield "dynamics", best["model"], {**best["decay"], **params}
-            for event_type in _event_types(config):
+            for event_type in _event_types(lake, config):
                 for key in ("type_weights", "type_memory"):
                     for factor in (0.5, 2.0):
                         current = dict(best["decay"][key])
                         current[event_type] = current.get(event_type, 1.0) * factor
                         yield "types", best["model"], {**best["decay"], key: current}
 
-    seen: set[str] = set()
-    for stage, raw_model, raw_decay in candidates():
-        # one spelling per point
-        model = tuned_model_fields(
-            ModelConfig.model_validate({**config.model.model_dump(), **raw_model})
-        )
-        decay = DecayConfig.model_validate(raw_decay).model_dump(mode="json")
-        key = json.dumps([model, decay], sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        if max_trials is not None and len(trials) >= max_trials:
-            break
-        elapsed = time.perf_counter() - started
-        if trials and elapsed + trials[-1].seconds > budget_seconds:
-            exhausted = True
-            progress(
-                f"tune: time budget of {budget_seconds:.0f} s reached after {len(trials)} "
-                f"trials ({elapsed:.0f} s)"
+    # one lake session for every trial (run() and candidates() use it): a build each
+    with LakeSession.connect(config.lake_path) as lake:
+        seen: set[str] = set()
+        for stage, raw_model, raw_decay in candidates():
+            # one spelling per point
+            model = tuned_model_fields(
+                ModelConfig.model_validate({**config.model.model_dump(), **raw_model})
             )
-            break
-        trial = run(stage, model, decay)
-        improved = trial.score is not None and (
-            best_trial is None or best_trial.score is None or trial.score > best_trial.score
-        )
-        if improved:
-            best, best_trial = {"model": model, "decay": decay}, trial
-        progress(
-            f"tune trial {trial.number} [{stage}] {trial.describe()}: validation {METRIC} "
-            f"{trial.score if trial.score is None else round(trial.score, 5)}"
-            f"{'  (best so far)' if improved else ''}  {trial.seconds:.1f} s, "
-            f"{time.perf_counter() - started:.0f} of {budget_seconds:.0f} s"
-        )
+            decay = DecayConfig.model_validate(raw_decay).model_dump(mode="json")
+            key = json.dumps([model, decay], sort_keys=True, default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            if max_trials is not None and len(trials) >= max_trials:
+                break
+            elapsed = time.perf_counter() - started
+            if trials and elapsed + trials[-1].seconds > budget_seconds:
+                exhausted = True
+                progress(
+                    f"tune: time budget of {budget_seconds:.0f} s reached after {len(trials)} "
+                    f"trials ({elapsed:.0f} s)"
+                )
+                break
+            trial = run(stage, model, decay)
+            improved = trial.score is not None and (
+                best_trial is None or best_trial.score is None or trial.score > best_trial.score
+            )
+            if improved:
+                best, best_trial = {"model": model, "decay": decay}, trial
+            progress(
+                f"tune trial {trial.number} [{stage}] {trial.describe()}: validation {METRIC} "
+                f"{trial.score if trial.score is None else round(trial.score, 5)}"
+                f"{'  (best so far)' if improved else ''}  {trial.seconds:.1f} s, "
+                f"{time.perf_counter() - started:.0f} of {budget_seconds:.0f} s"
+            )
     baseline = trials[0]
     winner = best_trial if best_trial is not None else baseline
     result = TuneResult(tune_id, protocol, winner, baseline, trials, exhausted)
@@ -245,13 +249,9 @@ def _kernel_reset(params: dict[str, Any]) -> dict[str, Any]:
     return {**{k: defaults[k] for k in KERNEL_KEYS}, **params}
 
 
-def _event_types(config: DecayrecConfig) -> list[str]:
-    con = connect(config.lake_path)
-    try:
-        run_script(con, "lake/schema")
-        present = {r[0] for r in con.execute("select distinct event_type from events").fetchall()}
-    finally:
-        con.close()
+def _event_types(lake: LakeSession, config: DecayrecConfig) -> list[str]:
+    run_script(lake.con, "lake/schema")
+    present = {r[0] for r in lake.con.execute("select distinct event_type from events").fetchall()}
     weighted = [t for t, w in config.decay.type_weights.items() if w > 0 and t in present]
     return sorted(weighted) if len(weighted) > 1 else []
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import warnings
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import torch
 
 from decayrec.config import DecayConfig
-from decayrec.lake.features import InteractionMatrix
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.lake.session import LakeBuild
 
 RANK = 32
 RECENT_SHARE = 0.3
@@ -97,10 +97,10 @@ def memory_from_drift(drift: np.ndarray, decay: DecayConfig) -> np.ndarray:
 
 
 def estimate_user_memory(
-    matrix: InteractionMatrix, con: duckdb.DuckDBPyConnection, decay: DecayConfig
+    matrix: InteractionMatrix, build: LakeBuild, decay: DecayConfig
 ) -> pa.Table:
-    """(user_id, memory, drift) for every user of the matrix built in `con`'s temp tables."""
-    last = con.sql(
+    """(user_id, memory, drift) for every user of the matrix built in `build`'s temp tables."""
+    last = build.sql(
         "select epoch(x.last_ts) as last_ts from interactions as x "
         "join user_index as u on u.user_id = x.user_id "
         "join item_index as i on i.item_id = x.item_id "

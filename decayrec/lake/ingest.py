@@ -14,7 +14,6 @@ Two steps, two tasks of the nightly flow:
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,9 @@ import duckdb
 import numpy as np
 
 from decayrec.config import DecayrecConfig, SourceConfig
+from decayrec.lake.session import LakeBuild, LakeSession
+from decayrec.lake.staging import StagedBatch, sha256_of
+from decayrec.lake.validate import validate_batch
 from decayrec.sqlfiles import connect, escape_ident, quote_ident, run_script, sql
 
 log = logging.getLogger(__name__)
@@ -33,20 +35,6 @@ log = logging.getLogger(__name__)
 
 class IngestError(RuntimeError):
     """A batch that cannot be loaded at all: missing file or column, empty, too many bad rows."""
-
-
-@dataclass
-class StagedBatch:
-    batch_id: str
-    source: str
-    file: str
-    sha256: str
-    rows_read: int
-    default_event_type: str | None
-    timestamp_unit: str
-    # Parquet batches stage no `raw` per row: a quarantined row's raw (JSON of its columns)
-    # is read back from the file by its row number (decayrec.lake.validate.fill_deferred_raw).
-    raw_from_file: bool = False
 
 
 @dataclass
@@ -83,14 +71,6 @@ def _physical_memory_mib() -> int:
         return 0
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def source_files(source: SourceConfig) -> list[str]:
     """The files of a source, sorted; a path without glob characters must exist."""
     if any(ch in source.path for ch in "*?["):
@@ -114,36 +94,32 @@ def detect_format(source: SourceConfig, file: str) -> str:
 
 def stage_sources(config: DecayrecConfig, run_id: str) -> list[StagedBatch]:
     """Read every source file not loaded before into `staged_rows`; return the batches."""
-    con = open_lake(config)
-    try:
+    with LakeSession(open_lake(config)) as lake:
         batches: list[StagedBatch] = []
         seen_in_run: set[str] = set()
         for source in config.sources:
             for file in source_files(source):
                 digest = sha256_of(file)
-                already = con.execute(
+                already = lake.con.execute(
                     "select count(*) from load_log where sha256 = ? and status = 'loaded'",
                     [digest],
                 ).fetchall()[0][0]
                 if already or digest in seen_in_run:
                     continue
                 seen_in_run.add(digest)
-                batches.append(_stage_file(con, source, file, digest))
+                with lake.build() as build:
+                    batches.append(_stage_file(build, source, file, digest))
         return batches
-    finally:
-        con.close()
 
 
-def _stage_file(
-    con: duckdb.DuckDBPyConnection, source: SourceConfig, file: str, digest: str
-) -> StagedBatch:
+def _stage_file(build: LakeBuild, source: SourceConfig, file: str, digest: str) -> StagedBatch:
     batch_id = digest[:20]
     name = source.name or source.path
     fmt = detect_format(source, file)
-    con.execute("delete from staged_rows where batch_id = ?", [batch_id])
+    build.execute("delete from staged_rows where batch_id = ?", [batch_id])
     rows_from, rows_params = "raw_rows", {}
     if fmt == "csv":
-        _read_csv(con, file)
+        _read_csv(build, file)
     elif fmt == "parquet":
         # Read straight from the file (no copy of it in memory); row numbers are the
         # file's own (1-based), so a row can be read back by its number.
@@ -154,22 +130,16 @@ def _stage_file(
         )
         rows_params = {"file": file}
     else:
-        _read_jsonl(con, file, source)
+        _read_jsonl(build, file, source)
 
     types = {
         r[0]: str(r[1]).upper()
-        for r in con.execute(f"describe select * from {rows_from}", rows_params).fetchall()
+        for r in build.execute(f"describe select * from {rows_from}", rows_params).fetchall()
     }
     columns = list(types)
     mapping = source.columns
-    wanted = {
-        "user_id": mapping.user_id,
-        "item_id": mapping.item_id,
-        "event_ts": mapping.event_ts,
-        "event_type": mapping.event_type,
-        "value": mapping.value,
-    }
-    n_rows = con.execute(f"select count(*) from {rows_from}", rows_params).fetchall()[0][0]
+    wanted = _field_columns(source)
+    n_rows = build.execute(f"select count(*) from {rows_from}", rows_params).fetchall()[0][0]
     if n_rows == 0:
         raise IngestError(f"{file}: empty batch (no rows) from source {name}")
     if fmt != "jsonl":
@@ -215,7 +185,7 @@ def _stage_file(
             f"case when read_error is null then to_json(struct_pack({data_cols}))::varchar "
             f"else {raw_line} end"
         )
-    con.execute(
+    build.execute(
         f"""
         insert into staged_rows
             (batch_id, row_number, line, raw, user_id, item_id, event_ts, event_type, value,
@@ -228,7 +198,7 @@ def _stage_file(
     unit = source.timestamp_unit
     if unit == "auto":
         unit = _typed_timestamp_unit(types.get(mapping.event_ts, "")) or (
-            _detect_timestamp_unit(con, batch_id, file)
+            _detect_timestamp_unit(build, batch_id, file)
         )
     return StagedBatch(
         batch_id=batch_id,
@@ -258,13 +228,25 @@ def _optional(source: SourceConfig, field_name: str) -> bool:
     return field_name == "value"
 
 
-def _read_csv(con: duckdb.DuckDBPyConnection, file: str) -> None:
+def _field_columns(source: SourceConfig) -> dict[str, str | None]:
+    """Each event field and the source column it is read from (None: not in the source)."""
+    mapping = source.columns
+    return {
+        "user_id": mapping.user_id,
+        "item_id": mapping.item_id,
+        "event_ts": mapping.event_ts,
+        "event_type": mapping.event_type,
+        "value": mapping.value,
+    }
+
+
+def _read_csv(build: LakeBuild, file: str) -> None:
     """All fields as text; rows the CSV reader cannot split are kept with their line."""
-    con.execute("drop table if exists csv_rejects")
-    con.execute("drop table if exists csv_reject_scans")
+    build.made_by_duckdb("csv_rejects")
+    build.made_by_duckdb("csv_reject_scans")
     try:
-        con.execute(
-            "create or replace temp table csv_accepted as "
+        build.table(
+            "csv_accepted",
             "select row_number() over () as accepted_index, * from read_csv($file, "
             "all_varchar = true, header = true, ignore_errors = true, store_rejects = true, "
             "rejects_table = 'csv_rejects', rejects_scan = 'csv_reject_scans')",
@@ -276,43 +258,40 @@ def _read_csv(con: duckdb.DuckDBPyConnection, file: str) -> None:
                 f"{file}: empty batch (the file holds no header and no rows)"
             ) from exc
         raise IngestError(f"{file}: cannot be read as CSV: {exc}") from exc
-    rejects = con.execute(
+    rejects = build.execute(
         "select line, any_value(csv_line), string_agg(distinct error_type::varchar || ': ' "
         "|| error_message, '; ') from csv_rejects group by line order by line"
     ).fetchall()
     reject_lines = np.array([r[0] for r in rejects], dtype=np.int64)
-    n_accepted = con.execute("select count(*) from csv_accepted").fetchall()[0][0]
+    n_accepted = build.execute("select count(*) from csv_accepted").fetchall()[0][0]
     # Line of the a-th accepted row (0-based): 2 + a plus the rejected lines before it
     # (line 1 is the header).
     accepted_lines = _accepted_line_numbers(n_accepted, reject_lines, first_line=2)
-    con.register("accepted_lines", {"line": accepted_lines})
+    build.arrow("accepted_lines", {"line": accepted_lines})
     data_cols = [
-        r[0] for r in con.execute("describe csv_accepted").fetchall() if r[0] != "accepted_index"
+        r[0] for r in build.execute("describe csv_accepted").fetchall() if r[0] != "accepted_index"
     ]
     cols = ", ".join(escape_ident(c) for c in data_cols)
     null_cols = ", ".join(f"null::varchar as {escape_ident(c)}" for c in data_cols)
     if rejects:
-        _with_rejects(con, rejects, cols, null_cols)
+        _with_rejects(build, rejects, cols, null_cols)
     else:
-        con.execute(
+        build.table(
+            "raw_rows",
             f"""
-            create or replace temp table raw_rows as
             select a.accepted_index as row_number, l.line, null::varchar as read_error,
                 null::varchar as raw_line, {cols}
             from csv_accepted as a positional join accepted_lines as l
-            """
+            """,
         )
-    con.unregister("accepted_lines")
 
 
-def _with_rejects(con, rejects, cols: str, null_cols: str) -> None:
-    con.execute(
-        "create or replace temp table rejects_list (line bigint, csv_line varchar, reason varchar)"
-    )
-    con.executemany("insert into rejects_list values (?, ?, ?)", [list(r) for r in rejects])
-    con.execute(
+def _with_rejects(build: LakeBuild, rejects, cols: str, null_cols: str) -> None:
+    build.empty_table("rejects_list", "line bigint, csv_line varchar, reason varchar")
+    build.executemany("insert into rejects_list values (?, ?, ?)", [list(r) for r in rejects])
+    build.table(
+        "raw_rows",
         f"""
-        create or replace temp table raw_rows as
         select row_number() over (order by line) as row_number, *
         from (
             select l.line, null::varchar as read_error, null::varchar as raw_line, {cols}
@@ -323,7 +302,7 @@ def _with_rejects(con, rejects, cols: str, null_cols: str) -> None:
             from rejects_list
         )
         order by line
-        """
+        """,
     )
 
 
@@ -338,16 +317,9 @@ def _accepted_line_numbers(
     return accepted + first_line + np.searchsorted(slots, accepted, side="right")
 
 
-def _read_jsonl(con: duckdb.DuckDBPyConnection, file: str, source: SourceConfig) -> None:
+def _read_jsonl(build: LakeBuild, file: str, source: SourceConfig) -> None:
     """Each line one record; a line that is not a JSON object is kept with its reason."""
-    mapping = source.columns
-    fields = {
-        "user_id": mapping.user_id,
-        "item_id": mapping.item_id,
-        "event_ts": mapping.event_ts,
-        "event_type": mapping.event_type,
-        "value": mapping.value,
-    }
+    fields = _field_columns(source)
     extracts = ", ".join(
         f"case when ok then json_extract_string(raw, $key_{name}) end as "
         f"{quote_ident(col, 'source column')}"
@@ -356,9 +328,9 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, file: str, source: SourceConfig)
     )
     params = {f"key_{name}": "$." + json.dumps(col) for name, col in fields.items() if col}
     params["file"] = file
-    con.execute(
+    build.table(
+        "raw_rows",
         f"""
-        create or replace temp table raw_rows as
         with lines as (
             select row_number() over () as line, raw
             from read_csv($file, columns = {{'raw': 'VARCHAR'}}, header = false,
@@ -380,8 +352,8 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, file: str, source: SourceConfig)
     )
 
 
-def _detect_timestamp_unit(con: duckdb.DuckDBPyConnection, batch_id: str, file: str) -> str:
-    n_values, n_numeric, n_iso, median_abs = con.execute(
+def _detect_timestamp_unit(build: LakeBuild, batch_id: str, file: str) -> str:
+    n_values, n_numeric, n_iso, median_abs = build.execute(
         sql("ingest/timestamp_profile"), {"batch_id": batch_id}
     ).fetchall()[0]
     if n_values == 0:
@@ -405,36 +377,33 @@ def load_batches(
     config: DecayrecConfig, batches: list[StagedBatch], run_id: str, now: datetime | None = None
 ) -> list[BatchResult]:
     """Parse and validate each staged batch, then load it; fails on a batch-level failure."""
-    from decayrec.lake.validate import validate_batch
-
     now = now or datetime.now(UTC)
     results = []
-    con = open_lake(config)
-    try:
+    with LakeSession(open_lake(config)) as lake:
         for batch in batches:
-            con.execute(
-                "create or replace temp table parsed_batch as " + sql("ingest/parse_batch"),
-                {
-                    "batch_id": batch.batch_id,
-                    "default_event_type": batch.default_event_type,
-                    "timestamp_unit": batch.timestamp_unit,
-                },
-            )
-            verdict = validate_batch(con, config, batch, run_id, now)
-            if not verdict.success:
-                _log_failure(con, batch, run_id, verdict.message, verdict.path, now)
-                raise IngestError(verdict.message)
-            results.append(_commit_batch(con, batch, run_id, verdict, now))
+            with lake.build() as build:
+                build.table(
+                    "parsed_batch",
+                    sql("ingest/parse_batch"),
+                    {
+                        "batch_id": batch.batch_id,
+                        "default_event_type": batch.default_event_type,
+                        "timestamp_unit": batch.timestamp_unit,
+                    },
+                )
+                verdict = validate_batch(build, config, batch, run_id, now)
+                if not verdict.success:
+                    _log_failure(build, batch, run_id, verdict.message, verdict.path, now)
+                    raise IngestError(verdict.message)
+                results.append(_commit_batch(build, batch, run_id, verdict, now))
         return results
-    finally:
-        con.close()
 
 
-def conflicting_rows(con: duckdb.DuckDBPyConnection, file: str) -> tuple[int, str | None]:
+def conflicting_rows(build: LakeBuild, file: str) -> tuple[int, str | None]:
     """How many good rows of `parsed_batch` carry an event key already in `events` with
     another value, and a one-paragraph message naming the file, rows and fields (None when
     there are none). Such rows are not inserted: the first loaded value is kept."""
-    rows = con.execute(sql("validate/conflicting_rows"), {"max_examples": 3}).fetchall()
+    rows = build.execute(sql("validate/conflicting_rows"), {"max_examples": 3}).fetchall()
     if not rows:
         return 0, None
     n = rows[0][-1]
@@ -451,15 +420,17 @@ def conflicting_rows(con: duckdb.DuckDBPyConnection, file: str) -> tuple[int, st
     return n, message
 
 
-def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) -> BatchResult:
+def _commit_batch(
+    build: LakeBuild, batch: StagedBatch, run_id: str, verdict, now: datetime
+) -> BatchResult:
     params = {"batch_id": batch.batch_id, "now": now}
-    n_conflicting, conflict_message = conflicting_rows(con, batch.file)
+    n_conflicting, conflict_message = conflicting_rows(build, batch.file)
     if conflict_message:
         log.warning(conflict_message)
-    con.execute("begin transaction")
+    build.execute("begin transaction")
     try:
-        before = con.execute("select count(*) from events").fetchall()[0][0]
-        con.execute(
+        before = build.execute("select count(*) from events").fetchall()[0][0]
+        build.execute(
             """
             insert into events
             select p.user_id, p.item_id, p.event_type, p.event_ts, p.value,
@@ -474,8 +445,8 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
             """,
             {**params, "source": batch.source},
         )
-        inserted = con.execute("select count(*) from events").fetchall()[0][0] - before
-        con.execute(
+        inserted = build.execute("select count(*) from events").fetchall()[0][0] - before
+        build.execute(
             """
             insert into quarantine
             select $batch_id, $source, $file, p.row_number, p.line, p.raw, b.field,
@@ -484,11 +455,11 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
             """,
             {**params, "source": batch.source, "file": batch.file, "run_id": run_id},
         )
-        n_bad = con.execute("select count(*) from bad_rows").fetchall()[0][0]
+        n_bad = build.execute("select count(*) from bad_rows").fetchall()[0][0]
         by_expectation = dict(
-            con.execute("select expectation, count(*) from bad_rows group by all").fetchall()
+            build.execute("select expectation, count(*) from bad_rows group by all").fetchall()
         )
-        con.execute(
+        build.execute(
             "insert into load_log (batch_id, source, file, sha256, status, rows_read, "
             "rows_accepted, rows_inserted, rows_quarantined, timestamp_unit, validation_path, "
             "message, run_id, logged_at, rows_conflicting) values ($batch_id, $source, $file, "
@@ -510,12 +481,12 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
                 "conflicting": n_conflicting,
             },
         )
-        con.execute(
+        build.execute(
             "delete from staged_rows where batch_id = $batch_id", {"batch_id": batch.batch_id}
         )
-        con.execute("commit")
+        build.execute("commit")
     except Exception:
-        con.execute("rollback")
+        build.execute("rollback")
         raise
     return BatchResult(
         batch_id=batch.batch_id,
@@ -533,8 +504,10 @@ def _commit_batch(con, batch: StagedBatch, run_id: str, verdict, now: datetime) 
     )
 
 
-def _log_failure(con, batch: StagedBatch, run_id: str, message: str, path: str | None, now) -> None:
-    con.execute(
+def _log_failure(
+    build: LakeBuild, batch: StagedBatch, run_id: str, message: str, path: str | None, now
+) -> None:
+    build.execute(
         "insert into load_log (batch_id, source, file, sha256, status, rows_read, "
         "timestamp_unit, validation_path, message, run_id, logged_at) values ($batch_id, "
         "$source, $file, $sha, 'failed', $read, $unit, $path, $message, $run_id, $now)",
@@ -551,7 +524,7 @@ def _log_failure(con, batch: StagedBatch, run_id: str, message: str, path: str |
             "now": now,
         },
     )
-    con.execute("delete from staged_rows where batch_id = ?", [batch.batch_id])
+    build.execute("delete from staged_rows where batch_id = ?", [batch.batch_id])
 
 
 def future_limit(config: DecayrecConfig, now: datetime) -> datetime:

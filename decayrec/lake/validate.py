@@ -14,15 +14,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import duckdb
+from typing import Any
 
 from decayrec.config import DecayrecConfig
-from decayrec.sqlfiles import sql
-
-if TYPE_CHECKING:
-    from decayrec.lake.ingest import StagedBatch
+from decayrec.lake.session import LakeBuild
+from decayrec.lake.staging import StagedBatch, sha256_of
+from decayrec.sqlfiles import escape_ident, sql
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +40,22 @@ class Verdict:
 
 
 def validate_batch(
-    con: duckdb.DuckDBPyConnection,
+    build: LakeBuild,
     config: DecayrecConfig,
     batch: StagedBatch,
     run_id: str,
     now: datetime,
 ) -> Verdict:
-    """Fill the temp table `bad_rows` for `parsed_batch` and judge the batch."""
+    """Make the temp table `bad_rows` for the build's `parsed_batch` and judge the batch."""
     rules = config.validation
     ranges = [(t, lo, hi) for t, (lo, hi) in rules.value_ranges.items()]
-    con.execute(
-        "create or replace temp table value_ranges "
-        "(event_type varchar, min_value double, max_value double)"
-    )
+    build.empty_table("value_ranges", "event_type varchar, min_value double, max_value double")
     if ranges:
-        con.executemany("insert into value_ranges values (?, ?, ?)", ranges)
+        build.executemany("insert into value_ranges values (?, ?, ?)", ranges)
     max_ts = now + timedelta(hours=rules.max_future_skew_hours)
-    con.execute(
+    build.table(
+        "bad_rows",
         f"""
-        create or replace temp table bad_rows as
         select row_number, 'parse' as expectation, error_field as field, error_reason as reason
         from parsed_batch where error_field is not null
         union all
@@ -75,10 +69,10 @@ def validate_batch(
             "min_event_ts": rules.min_event_ts,
         },
     )
-    n_bad = con.execute("select count(*) from bad_rows").fetchall()[0][0]
+    n_bad = build.execute("select count(*) from bad_rows").fetchall()[0][0]
     if n_bad:
-        fill_deferred_raw(con, batch)
-    n_parsed = con.execute(
+        fill_deferred_raw(build, batch)
+    n_parsed = build.execute(
         "select count(*) from parsed_batch where error_field is null"
     ).fetchall()[0][0]
     parsed = (
@@ -92,7 +86,7 @@ def validate_batch(
             f"select * from ({parsed}) using sample reservoir({int(gx_max_rows)} rows) "
             f"repeatable ({int(GX_SAMPLE_SEED)})"
         )
-    frame = con.sql(parsed).df()
+    frame = build.sql(parsed).df()
     gx_result = run_expectations(frame, config, max_ts, name=batch.batch_id)
 
     share = n_bad / batch.rows_read if batch.rows_read else 1.0
@@ -100,7 +94,7 @@ def validate_batch(
     success = gx_result["success"] and share <= rules.max_bad_row_share
     message = "ok"
     if not success:
-        message = _failure_message(con, config, batch, share, failed_gx)
+        message = _failure_message(build, config, batch, share, failed_gx)
 
     out_dir = Path(config.data_dir) / "validation" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +111,7 @@ def validate_batch(
         "gx_rows_validated": len(frame),
         "gx_sampled": sampled,
         "bad_by_expectation": dict(
-            con.execute("select expectation, count(*) from bad_rows group by all").fetchall()
+            build.execute("select expectation, count(*) from bad_rows group by all").fetchall()
         ),
         "success": success,
         "message": message,
@@ -127,15 +121,13 @@ def validate_batch(
     return Verdict(success, message, str(path), n_bad, gx_result["success"])
 
 
-def fill_deferred_raw(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> None:
+def fill_deferred_raw(build: LakeBuild, batch: StagedBatch) -> None:
     """Give the bad rows of a Parquet batch their raw content (JSON of the file's columns),
     read back from the file by row number: ingestion stages no raw copy of every row.
     Should the file have changed since it was staged, the raw content is the JSON of the
     staged fields instead, marked so."""
     if not batch.raw_from_file:
         return
-    from decayrec.lake.ingest import sha256_of
-    from decayrec.sqlfiles import escape_ident
 
     params = {"file": batch.file}
     try:
@@ -145,11 +137,11 @@ def fill_deferred_raw(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
     if unchanged:
         columns = [
             r[0]
-            for r in con.execute("describe select * from read_parquet($file)", params).fetchall()
+            for r in build.execute("describe select * from read_parquet($file)", params).fetchall()
         ]
         fields = ", ".join(escape_ident(c) for c in columns)
-        con.execute(
-            "create or replace temp table deferred_raw as "
+        build.table(
+            "deferred_raw",
             "select f.file_row_number + 1 as row_number, "
             f"to_json(struct_pack({fields}))::varchar as raw "
             "from read_parquet($file, file_row_number = true) as f "
@@ -157,8 +149,8 @@ def fill_deferred_raw(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
             params,
         )
     else:
-        con.execute(
-            "create or replace temp table deferred_raw as "
+        build.table(
+            "deferred_raw",
             "select p.row_number, to_json(struct_pack(note := 'source file changed since "
             "staging; staged fields', user_id := s.user_id, item_id := s.item_id, "
             "event_type := s.event_type, event_ts := s.event_ts, value := s.value))::varchar "
@@ -167,14 +159,20 @@ def fill_deferred_raw(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
             "and s.row_number = p.row_number",
             {"batch_id": batch.batch_id},
         )
-    con.execute(
+    build.execute(
         "update parsed_batch set raw = d.raw from deferred_raw as d "
         "where parsed_batch.row_number = d.row_number"
     )
 
 
-def _failure_message(con, config, batch, share: float, failed_gx: list[dict]) -> str:
-    rows = con.execute(
+def _failure_message(
+    build: LakeBuild,
+    config: DecayrecConfig,
+    batch: StagedBatch,
+    share: float,
+    failed_gx: list[dict],
+) -> str:
+    rows = build.execute(
         "select p.line, p.row_number, b.expectation, b.reason, p.raw "
         "from bad_rows as b join parsed_batch as p using (row_number) "
         "order by p.row_number limit 3"

@@ -13,13 +13,8 @@ import torch
 
 from decayrec.config import DecayrecConfig, ModelName
 from decayrec.evaluation.champion import ModelRecord
-from decayrec.lake.features import (
-    InteractionMatrix,
-    Snapshot,
-    build_snapshot,
-    load_snapshot,
-    sequence_length,
-)
+from decayrec.lake.features import build_snapshot, sequence_length
+from decayrec.lake.matrix import InteractionMatrix, Snapshot, load_snapshot
 from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model, TimeSASRec
 from decayrec.models.device import pick_device
 from decayrec.scoring.recommend import Lists, recommend

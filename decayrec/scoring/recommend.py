@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from decayrec.lake.features import InteractionMatrix
+from decayrec.lake.matrix import InteractionMatrix
 from decayrec.models.device import csr_row_indices, csr_rows, dense_rows
 
 SOURCE_MODEL = "model"

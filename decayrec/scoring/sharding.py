@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import torch
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import Snapshot, load_snapshot
+from decayrec.lake.matrix import Snapshot, load_snapshot
 from decayrec.models.device import pick_device
 from decayrec.scoring.lists import TrainedLists, fit_model
 from decayrec.scoring.recommend import recommend
@@ -79,20 +79,24 @@ def fit_and_save(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> Fit
     return FittedModel(str(run_dir), str(model_path), model.name, str(device), round(seconds, 3))
 
 
-def score_shard(
-    config: DecayrecConfig,
-    snapshot: Snapshot,
-    model_path: str,
-    model_name: str,
-    shard: int,
-    n_shards: int,
-    out_dir: str,
-) -> ShardLists:
+@dataclass
+class ShardPlan:
+    """What every shard of a scoring run shares: the snapshot, the fitted model, the
+    number of shards and the folder they write to."""
+
+    snapshot: Snapshot
+    fitted: FittedModel
+    n_shards: int
+    out_dir: str
+
+
+def score_shard(config: DecayrecConfig, plan: ShardPlan, shard: int) -> ShardLists:
     """Score the users of one shard; write `<out_dir>/shard-<i>-of-<n>.parquet`."""
     started = time.perf_counter()
-    matrix = load_snapshot(snapshot)
+    n_shards = plan.n_shards
+    matrix = load_snapshot(plan.snapshot)
     device = pick_device(config.model.device)
-    model = load_model(model_name, model_path, device)
+    model = load_model(plan.fitted.model, plan.fitted.model_path, device)
     users = np.nonzero(shard_of(matrix.user_ids, n_shards) == shard)[0]
     lists = recommend(
         model,
@@ -105,7 +109,7 @@ def score_shard(
         memory_mb=config.model.score_memory_mb,
     )
     table = lists.to_arrow(matrix).append_column("user_idx", pa.array(lists.user_idx, pa.int64()))
-    path = Path(out_dir) / f"shard-{shard}-of-{n_shards}.parquet"
+    path = Path(plan.out_dir) / f"shard-{shard}-of-{n_shards}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return ShardLists(

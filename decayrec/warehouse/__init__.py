@@ -33,7 +33,7 @@ import duckdb
 import pyarrow as pa
 
 from decayrec.config import WarehouseConfig, mask_url, url_passwords
-from decayrec.sqlfiles import SQL_DIR, connect, sql
+from decayrec.sqlfiles import SQL_DIR, connect, split_statements, sql
 
 if TYPE_CHECKING:
     from decayrec.config import DecayrecConfig
@@ -178,41 +178,6 @@ def pending_migrations(folder: str, applied: set[int], up_to: int | None) -> lis
         for m in migrations(folder)
         if m.version not in applied and (up_to is None or m.version <= up_to)
     ]
-
-
-def split_statements(text: str) -> list[str]:
-    """The statements of a SQL script: split on ';' outside quotes, comments and $$ bodies;
-    comment lines dropped."""
-    statements, current, i = [], [], 0
-    quote: str | None = None
-    while i < len(text):
-        ch = text[i]
-        if quote is None and text.startswith("--", i):
-            end = text.find("\n", i)
-            i = len(text) if end < 0 else end
-            continue
-        if quote is None and text.startswith("$$", i):
-            quote = "$$"
-            current.append("$$")
-            i += 2
-            continue
-        if quote == "$$" and text.startswith("$$", i):
-            quote = None
-            current.append("$$")
-            i += 2
-            continue
-        if quote is None and ch in ("'", '"'):
-            quote = ch
-        elif quote == ch and ch in ("'", '"'):
-            quote = None
-        if quote is None and ch == ";":
-            statements.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    statements.append("".join(current).strip())
-    return [s for s in statements if s]
 
 
 def record_run_locally(

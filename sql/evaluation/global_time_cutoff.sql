@@ -1,14 +1,13 @@
 -- Returns the global-time cutoff: the time of the ceil($test_fraction * n)-th latest of the
 -- n events of split_events before $as_of (of the types the model uses), so that the last
 -- $test_fraction of them are at or after it (null when there is no event).
+-- Reads split_scope (sql/evaluation/split_scope.sql).
 with scoped_events as (
     select
-        e.event_ts,
-        row_number() over (order by e.event_ts desc) as recency_rank,
+        event_ts,
+        row_number() over (order by event_ts desc) as recency_rank,
         count(*) over () as n_events
-    from split_events as e
-    join type_params as t on t.event_type = e.event_type
-    where e.event_ts < $as_of and t.weight > 0
+    from split_scope($as_of)
 )
 
 select max(event_ts) as cutoff

@@ -1,22 +1,16 @@
 -- Returns the global-time protocol's ground truth: the items each user interacted with at
 -- or after $cutoff (and before $as_of) that they had not interacted with before $cutoff,
--- for users with history before $cutoff. Reads split_events, the events the split may see.
-with scoped_events as (
-    select e.user_id, e.item_id, e.event_ts
-    from split_events as e
-    join type_params as t on t.event_type = e.event_type
-    where e.event_ts < $as_of and t.weight > 0
-),
-
-history as (
+-- for users with history before $cutoff. Reads split_scope (sql/evaluation/split_scope.sql),
+-- the events the split may see.
+with history as (
     select distinct user_id, item_id
-    from scoped_events
+    from split_scope($as_of)
     where event_ts < $cutoff
 ),
 
 future_items as (
     select user_id, item_id, min(event_ts) as first_ts
-    from scoped_events
+    from split_scope($as_of)
     where event_ts >= $cutoff
     group by user_id, item_id
 )

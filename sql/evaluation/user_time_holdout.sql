@@ -1,12 +1,9 @@
--- Returns the user-time protocol's ground truth (from split_events, the events the
--- split may see): for each user with at least
+-- Returns the user-time protocol's ground truth: for each user with at least
 -- $min_user_events events before $as_of (of the types the model uses), the last
--- $holdout_items distinct items by time (ties: larger item id first).
+-- $holdout_items distinct items by time (ties: larger item id first). Reads split_scope
+-- (sql/evaluation/split_scope.sql), the events the split may see.
 with scoped_events as (
-    select e.user_id, e.item_id, e.event_ts
-    from split_events as e
-    join type_params as t on t.event_type = e.event_type
-    where e.event_ts < $as_of and t.weight > 0
+    from split_scope($as_of)
 ),
 
 active_users as (

@@ -11,13 +11,7 @@
 -- -> and ->>.
 with selected_runs as (
     select
-        run_id,
-        as_of_date,
-        started_at,
-        status,
-        model,
-        n_users,
-        n_rows,
+        *,
         metrics -> cast($protocol as varchar) as protocol_metrics
     from recommendation_runs
     where cast($status as varchar) = '' or status = cast($status as varchar)

@@ -13,12 +13,7 @@ select
     e.value as loaded_value,
     count(*) over () as n_conflicting
 from parsed_batch as p
-inner join events as e
-    on
-        e.user_id = p.user_id
-        and e.item_id = p.item_id
-        and e.event_type = p.event_type
-        and e.event_ts = p.event_ts
+inner join events as e using (user_id, item_id, event_type, event_ts)
 where
     p.error_field is null
     and p.value is distinct from e.value

@@ -23,12 +23,7 @@ checked as (
         p.*,
         coalesce(p.row_number <> k.first_row, false) as is_repeat
     from parsed_rows as p
-    left join repeated_keys as k
-        on
-            k.user_id = p.user_id
-            and k.item_id = p.item_id
-            and k.event_type = p.event_type
-            and k.event_ts = p.event_ts
+    left join repeated_keys as k using (user_id, item_id, event_type, event_ts)
 )
 
 select

@@ -4,7 +4,7 @@ from typing import Any
 
 from decayrec.evaluation.publish_check import PublishCheckFailed
 from decayrec.lake.ingest import IngestError
-from decayrec.warehouse import WarehouseError
+from decayrec.warehouse.errors import WarehouseError
 
 # Errors in the data or the configuration give the same answer on a retry.
 PERMANENT_ERRORS = (

@@ -6,7 +6,8 @@ from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig, mask_url
 from decayrec.scoring.lists import TrainedLists
-from decayrec.warehouse import RunOutcome, configured_warehouse, record_run_locally, redact
+from decayrec.warehouse import configured_warehouse
+from decayrec.warehouse.base import RunOutcome, record_run_locally, redact
 from tasks import TIMEOUTS, retry_transient
 from tasks.ops import mark_crashed_runs, run_holder
 

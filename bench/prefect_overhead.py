@@ -26,7 +26,8 @@ def plain_run(config, run_id):
     from decayrec.lake.features import build_snapshot
     from decayrec.lake.ingest import load_batches, stage_sources
     from decayrec.scoring.lists import train_and_score
-    from decayrec.warehouse import RunOutcome, configured_warehouse
+    from decayrec.warehouse import configured_warehouse
+    from decayrec.warehouse.base import RunOutcome
 
     t = config.as_of_time(AS_OF)
     wh = configured_warehouse(config)

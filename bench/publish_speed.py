@@ -23,8 +23,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decayrec.config import WarehouseConfig, mask_url  # noqa: E402
-from decayrec.warehouse import open_warehouse  # noqa: E402
+from decayrec.config import DecayrecConfig, WarehouseConfig, mask_url  # noqa: E402
+from decayrec.warehouse import configured_warehouse  # noqa: E402
 
 
 def make_lists(n_users: int, k: int, seed: int) -> pa.Table:
@@ -45,7 +45,8 @@ def make_lists(n_users: int, k: int, seed: int) -> pa.Table:
 
 
 def bench(url: str, lists: pa.Table, changed: pa.Table) -> list[tuple[str, float, bool]]:
-    warehouse = open_warehouse(url, WarehouseConfig(history_days=30))
+    config = DecayrecConfig(warehouse=WarehouseConfig(history_days=30))
+    warehouse = configured_warehouse(config, url)
     warehouse.ensure_schema()
     cases = [
         ("first date, empty tables", date(2024, 1, 1), lists),

@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _mask_passwords(text: str, args: argparse.Namespace) -> str:
     """Belt and braces: no warehouse password in a message for the terminal."""
-    from decayrec.warehouse import redact
+    from decayrec.warehouse.base import redact
 
     for url in (getattr(args, "warehouse", None), os.environ.get("DECAYREC_WAREHOUSE_URL")):
         if url:

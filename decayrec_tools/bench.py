@@ -217,7 +217,8 @@ def _evaluate(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, di
 
 
 def _export(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]:
-    from decayrec.warehouse import RunOutcome, configured_warehouse
+    from decayrec.warehouse import configured_warehouse
+    from decayrec.warehouse.base import RunOutcome
 
     if "train" not in state:
         raise BenchError("export needs the train stage of the same run")

@@ -7,25 +7,21 @@
     reexport     by hand: as_of, source_run_id
 """
 
-import argparse
-
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
-from decayrec.config import DecayrecConfig, load_config
-from deployments.backfill import backfill_deployment
-from deployments.nightly import nightly_deployment
-from deployments.reexport import reexport_deployment
-from deployments.tune import tune_deployment
+from decayrec.config import DecayrecConfig
+from deployments import config_from_args
+from deployments.backfill import BACKFILL
+from deployments.nightly import NIGHTLY
+from deployments.reexport import REEXPORT
+from deployments.tune import TUNE
+
+DEPLOYMENTS = [NIGHTLY, BACKFILL, REEXPORT, TUNE]
 
 
 def all_deployments(config: DecayrecConfig | None = None) -> list[RunnerDeployment]:
-    return [
-        nightly_deployment(config),
-        backfill_deployment(config),
-        reexport_deployment(config),
-        tune_deployment(config),
-    ]
+    return [deployment.build(config) for deployment in DEPLOYMENTS]
 
 
 def serve_all(config: DecayrecConfig | None = None, limit: int | None = None) -> None:
@@ -33,12 +29,5 @@ def serve_all(config: DecayrecConfig | None = None, limit: int | None = None) ->
     serve(*all_deployments(config), limit=limit)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", help="YAML config file")
-    args = parser.parse_args()
-    serve_all(load_config(args.config))
-
-
 if __name__ == "__main__":
-    main()
+    serve_all(config_from_args(__doc__))

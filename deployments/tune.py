@@ -4,31 +4,12 @@ flow picks up its winner on the next run.
     python -m deployments.tune [--config decayrec.yaml]   # serve it against PREFECT_API_URL
 """
 
-from prefect.deployments.runner import RunnerDeployment
-from prefect.schedules import Cron
-
-from decayrec.config import DecayrecConfig
-from deployments import config_parameters, serve_main
+from deployments import FlowDeployment
 from flows.tune import tune_flow
 
-TUNE_CRON = "0 3 * * 0"
-
-
-def tune_deployment(config: DecayrecConfig | None = None) -> RunnerDeployment:
-    config = config or DecayrecConfig()
-    return tune_flow.to_deployment(
-        name="tune-weekly",
-        schedules=[Cron(TUNE_CRON, timezone=config.timezone)],
-        parameters=config_parameters(config),
-        description="Tune decay and model parameters on a validation split.",
-        tags=["decayrec"],
-        concurrency_limit=1,
-    )
-
-
-def main() -> None:
-    serve_main(tune_deployment, __doc__)
-
+TUNE = FlowDeployment(
+    tune_flow, "tune-weekly", "Tune decay and model parameters on a validation split.", "0 3 * * 0"
+)
 
 if __name__ == "__main__":
-    main()
+    TUNE.serve(__doc__)

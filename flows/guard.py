@@ -12,7 +12,8 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_logger
 
 from decayrec.config import DecayrecConfig, mask_url
-from decayrec.warehouse import RunOutcome, configured_warehouse, record_run_locally
+from decayrec.warehouse import configured_warehouse
+from decayrec.warehouse.base import RunOutcome, record_run_locally
 from tasks.ops import LockUnavailable, RunRefused, exclusive_run
 
 _EPOCH_END = datetime.max.replace(tzinfo=UTC)

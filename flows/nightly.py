@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from decayrec.config import DecayrecConfig
-from decayrec.warehouse import RunOutcome
+from decayrec.warehouse.base import RunOutcome
 from flows.guard import exclusive_publishing_run, record_failure
 from flows.scoring import train_lists
 from tasks.artifacts import run_artifacts

@@ -14,7 +14,8 @@ from decayrec.config import DecayrecConfig
 from decayrec.lake.matrix import read_snapshot, snapshot_problem
 from decayrec.scoring.sharding import FittedModel
 from decayrec.sqlfiles import sql
-from decayrec.warehouse import RunOutcome, configured_warehouse
+from decayrec.warehouse import configured_warehouse
+from decayrec.warehouse.base import RunOutcome
 from flows.guard import exclusive_publishing_run, record_failure
 from flows.scoring import score_sharded
 from tasks.artifacts import run_artifacts

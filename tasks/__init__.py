@@ -1,10 +1,13 @@
 """Prefect tasks: thin wrappers over plain functions of the decayrec package."""
 
+from collections.abc import Callable
 from typing import Any
+
+from prefect import task
 
 from decayrec.evaluation.publish_check import PublishCheckFailed
 from decayrec.lake.ingest import IngestError
-from decayrec.warehouse import WarehouseError
+from decayrec.warehouse.errors import WarehouseError
 
 # Errors in the data or the configuration give the same answer on a retry.
 PERMANENT_ERRORS = (
@@ -39,3 +42,16 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return True
     return False
+
+
+def io_task(name: str) -> Callable[[Callable[..., Any]], Any]:
+    """The decorator of a task that reads the sources or reads or writes the warehouse:
+    retried twice (after 2 s, then 10 s) when the failure is transient (retry_transient),
+    within the I/O timeout."""
+    return task(
+        name=name,
+        retries=2,
+        retry_delay_seconds=[2, 10],
+        retry_condition_fn=retry_transient,
+        timeout_seconds=TIMEOUTS["io"],
+    )

@@ -15,7 +15,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from decayrec.config import DecayrecConfig
 from decayrec.lake.ingest import BatchResult
-from decayrec.warehouse import RunOutcome, configured_warehouse
+from decayrec.warehouse import configured_warehouse
+from decayrec.warehouse.base import RunOutcome
 from tasks import TIMEOUTS
 
 N_PREVIOUS_RUNS = 5

@@ -6,18 +6,13 @@ from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig, mask_url
 from decayrec.scoring.lists import TrainedLists
-from decayrec.warehouse import RunOutcome, configured_warehouse, record_run_locally, redact
-from tasks import TIMEOUTS, retry_transient
+from decayrec.warehouse import configured_warehouse
+from decayrec.warehouse.base import RunOutcome, record_run_locally, redact
+from tasks import io_task
 from tasks.ops import mark_crashed_runs, run_holder
 
 
-@task(
-    name="start-run",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=TIMEOUTS["io"],
-)
+@io_task("start-run")
 def start_run(config: DecayrecConfig, run_id: str, as_of: date) -> None:
     """Create or upgrade the warehouse tables (migrations), mark 'crashed' the runs left
     'running' by dead processes (the caller holds the run lock), and record this run as
@@ -29,26 +24,14 @@ def start_run(config: DecayrecConfig, run_id: str, as_of: date) -> None:
     warehouse.start_run(run_id, as_of, config.model.name, params)
 
 
-@task(
-    name="export",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=TIMEOUTS["io"],
-)
+@io_task("export")
 def export(config: DecayrecConfig, as_of: date, trained: TrainedLists, run_id: str) -> bool:
     """Publish the lists of `as_of` atomically; False when identical lists were already live."""
     warehouse = configured_warehouse(config)
     return warehouse.publish(as_of, pq.read_table(trained.lists_path), run_id, trained.model)
 
 
-@task(
-    name="record-run",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=TIMEOUTS["io"],
-)
+@io_task("record-run")
 def record_run(config: DecayrecConfig, run_id: str, outcome: RunOutcome) -> None:
     """Write the run's outcome (success with figures, or failure with its task) to the history."""
     configured_warehouse(config).finish_run(run_id, outcome)

@@ -167,19 +167,18 @@ def warehouse_lock(
       the server frees it when that session ends, the process's death included.
     """
     from decayrec.config import mask_url
-    from decayrec.warehouse import DuckDBWarehouse, configured_warehouse
+    from decayrec.warehouse import configured_warehouse
+    from decayrec.warehouse.errors import WarehouseUnavailable
 
     warehouse = configured_warehouse(config)
-    if isinstance(warehouse, DuckDBWarehouse):
+    if warehouse.dialect == "duckdb":
         path = Path(f"{warehouse.path.resolve()}.lock")
         with file_lock(path, wait_seconds, f"{name} on warehouse {mask_url(warehouse.url)}"):
             yield
         return
     key = warehouse_lock_key(config.warehouse.schema_name, name)
-    from decayrec.warehouse import WarehouseUnavailable
-
     try:
-        con = warehouse._connect_with_retries()  # type: ignore[attr-defined]
+        con = warehouse.connect()
     except WarehouseUnavailable as exc:
         raise LockUnavailable(f"{name}: cannot take the run lock: {exc}") from None
     try:
@@ -278,7 +277,7 @@ def mark_crashed_runs(config: DecayrecConfig, warehouse: Any, keep: str = "") ->
     Call while holding the run lock; the run `keep` (the caller's) is left alone.
     Returns the run ids marked."""
     from decayrec.sqlfiles import sql
-    from decayrec.warehouse import RunOutcome
+    from decayrec.warehouse.base import RunOutcome
 
     own_lock = lock_path(config)
     crashed = []

@@ -2,7 +2,7 @@ from datetime import date
 from typing import Any
 
 import pyarrow.parquet as pq
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.champion import POPULARITY
@@ -11,16 +11,10 @@ from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists
 from decayrec.sqlfiles import sql
 from decayrec.warehouse import configured_warehouse
-from tasks import TIMEOUTS, retry_transient
+from tasks import io_task
 
 
-@task(
-    name="publish-check",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=TIMEOUTS["io"],
-)
+@io_task("publish-check")
 def publish_check(
     config: DecayrecConfig,
     as_of: date,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.warehouses import SCHEMA, WarehouseTarget
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -96,3 +98,14 @@ def warehouse_url(request, tmp_path) -> str:
     if request.param == "duckdb":
         return f"duckdb:///{tmp_path}/warehouse.duckdb"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(params=["duckdb", "postgresql", f"postgresql-{SCHEMA}"])
+def warehouse_target(request, tmp_path) -> WarehouseTarget:
+    """One empty warehouse of each kind, PostgreSQL twice: in the default schema (public)
+    and in schema recs (warehouse.schema_name); the tests of the warehouse flow run on
+    all three."""
+    if request.param == "duckdb":
+        return WarehouseTarget(f"duckdb:///{tmp_path}/warehouse.duckdb")
+    schema = SCHEMA if request.param.endswith(SCHEMA) else None
+    return WarehouseTarget(request.getfixturevalue("postgres_url"), schema)

@@ -3,12 +3,12 @@
 from prefect.utilities.callables import parameter_schema
 
 from decayrec.config import DecayrecConfig
-from deployments.nightly import nightly_deployment
+from deployments.nightly import NIGHTLY
 from flows.nightly import nightly
 
 
 def test_nightly_deployment_runs_at_two_in_the_configured_timezone():
-    deployment = nightly_deployment(DecayrecConfig(timezone="Europe/Berlin", k=20))
+    deployment = NIGHTLY.build(DecayrecConfig(timezone="Europe/Berlin", k=20))
     [schedule] = deployment.schedules
     assert schedule.schedule.cron == "0 2 * * *"
     assert schedule.schedule.timezone == "Europe/Berlin"

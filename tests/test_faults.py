@@ -231,11 +231,11 @@ def test_only_runs_whose_holder_died_or_let_go_of_its_lock_are_marked_crashed(
     from datetime import date
 
     from decayrec.config import DecayrecConfig
-    from decayrec.warehouse import open_warehouse
+    from decayrec.warehouse import configured_warehouse
     from tasks.ops import mark_crashed_runs, run_holder
 
     config = DecayrecConfig(data_dir=tmp_path)  # the lock of this run: data_dir/locks/
-    warehouse = open_warehouse(warehouse_url)
+    warehouse = configured_warehouse(config, warehouse_url)
     warehouse.ensure_schema()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

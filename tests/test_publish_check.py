@@ -183,9 +183,9 @@ def test_lists_failing_a_bound_are_not_published_and_yesterdays_stay_live(
 def test_previous_lists_query_reads_the_newest_earlier_date(warehouse_url):
     """sql/warehouse/previous_lists.sql on both warehouses (DuckDB and PostgreSQL)."""
     from decayrec.sqlfiles import sql
-    from decayrec.warehouse import open_warehouse
+    from tests.warehouses import open_url
 
-    warehouse = open_warehouse(warehouse_url)
+    warehouse = open_url(warehouse_url)
     warehouse.ensure_schema()
     for day, item in [(date(2024, 1, 1), "x"), (date(2024, 1, 3), "y")]:
         table = pa.table(

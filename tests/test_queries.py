@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 
 from decayrec.cli import main
-from decayrec.config import WarehouseConfig
-from decayrec.warehouse import RunOutcome, ab_bucket, open_warehouse
+from decayrec.warehouse.base import RunOutcome, ab_bucket
 from decayrec.warehouse.queries import QueryError, list_queries, run_query
+from tests.warehouses import open_url
 
 D1, D2 = date(2024, 3, 1), date(2024, 3, 2)
 
@@ -60,7 +60,7 @@ def table(entries):
 
 @pytest.fixture()
 def warehouse(warehouse_url):
-    wh = open_warehouse(warehouse_url, WarehouseConfig(history_days=30))
+    wh = open_url(warehouse_url, history_days=30)
     wh.ensure_schema()
     for run_id, day, ndcg in (("r1", D1, 0.1), ("r2", D2, 0.12)):
         wh.start_run(run_id, day, "ease", {"k": 3})

@@ -8,7 +8,7 @@ import pytest
 
 from decayrec.cli import main
 from decayrec.config import DecayrecConfig, mask_url, url_password, url_passwords
-from decayrec.warehouse import redact
+from decayrec.warehouse.base import redact
 from tests.ops_data import tiny_events
 
 # (URL, its passwords as written, the masked URL)

@@ -118,14 +118,14 @@ def test_the_nightly_config_takes_the_latest_winner(tmp_path):
 
 
 def test_tune_flow_runs_in_prefect_and_the_weekly_deployment(tmp_path, prefect_harness):
-    from deployments.tune import tune_deployment
+    from deployments.tune import TUNE
     from flows.tune import tune_flow
 
     config = make_lake(tmp_path / "lake", small_events(), "global_time")
     result = tune_flow(as_of=AS_OF.date(), config=config, max_trials=3)
     assert result["n_trials"] == 3
     assert latest_winner(config)["tune_id"] == result["tune_id"]
-    [schedule] = tune_deployment(config).schedules
+    [schedule] = TUNE.build(config).schedules
     assert schedule.schedule.cron == "0 3 * * 0"
 
 

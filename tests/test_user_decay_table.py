@@ -5,11 +5,11 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from decayrec.warehouse import open_warehouse
+from tests.warehouses import open_url
 
 
 def test_user_decay_params_are_replaced_per_run(tmp_path):
-    warehouse = open_warehouse(f"duckdb:///{tmp_path}/wh.duckdb")
+    warehouse = open_url(f"duckdb:///{tmp_path}/wh.duckdb")
     warehouse.ensure_schema()
     table = pa.table(
         {

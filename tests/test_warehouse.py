@@ -1,5 +1,6 @@
-"""Both warehouses (DuckDB file, real PostgreSQL): atomic, idempotent publish, history,
-migrations, the A/B bucket, readers during publishes, identifiers and credentials."""
+"""Both warehouses (DuckDB file, real PostgreSQL in public and in a schema of its own):
+atomic, idempotent publish, history, migrations, the A/B bucket, readers during publishes,
+identifiers and credentials."""
 
 import threading
 import time
@@ -12,17 +13,16 @@ import pytest
 
 from decayrec.config import ConfigError, DecayrecConfig, WarehouseConfig, mask_url
 from decayrec.sqlfiles import SQL_DIR
-from decayrec.warehouse import (
+from decayrec.warehouse import configured_warehouse
+from decayrec.warehouse.base import RunOutcome, ab_bucket
+from decayrec.warehouse.errors import (
     InjectedFailure,
-    RunOutcome,
     WarehouseConnectionLost,
     WarehouseError,
     WarehouseUnavailable,
-    ab_bucket,
-    open_warehouse,
-    split_statements,
 )
-from decayrec.warehouse.postgres import PostgresWarehouse
+from decayrec.warehouse.migrations import split_statements
+from tests.warehouses import open_url
 
 
 def lists(users, items, source="model"):
@@ -39,8 +39,8 @@ def lists(users, items, source="model"):
 
 
 @pytest.fixture()
-def warehouse(warehouse_url):
-    wh = open_warehouse(warehouse_url)
+def warehouse(warehouse_target):
+    wh = warehouse_target.open()
     wh.ensure_schema()
     return wh
 
@@ -101,14 +101,12 @@ def test_a_publish_that_fails_midway_leaves_the_old_lists(warehouse):
     assert [(r["item_id"], r["run_id"]) for r in rows] == [("x", "run-1"), ("y", "run-1")] * 2
 
 
-def test_an_injected_failure_after_staging_leaves_the_previous_lists(warehouse_url):
-    ok = open_warehouse(warehouse_url)
+def test_an_injected_failure_after_staging_leaves_the_previous_lists(warehouse_target):
+    ok = warehouse_target.open()
     ok.ensure_schema()
     ok.publish(date(2024, 1, 1), lists(["a", "b"], ["x", "y"]), "run-1", "ease")
     before = all_rows(ok)
-    failing = open_warehouse(
-        warehouse_url, WarehouseConfig(fail_after_staging=True, history_days=1)
-    )
+    failing = warehouse_target.open(fail_after_staging=True, history_days=1)
     for day in (date(2024, 1, 1), date(2024, 1, 2)):  # a rerun and a new date
         with pytest.raises(InjectedFailure, match="after staging 4 rows"):
             failing.publish(day, lists(["a", "b"], ["p", "q"]), "run-2", "ease")
@@ -117,8 +115,8 @@ def test_an_injected_failure_after_staging_leaves_the_previous_lists(warehouse_u
     assert {r["run_id"] for r in read(ok, "select run_id from recommendations_latest")} == {"run-3"}
 
 
-def test_history_keeps_the_configured_number_of_days(warehouse_url):
-    wh = open_warehouse(warehouse_url, WarehouseConfig(history_days=3))
+def test_history_keeps_the_configured_number_of_days(warehouse_target):
+    wh = warehouse_target.open(history_days=3)
     wh.ensure_schema()
     start = date(2024, 1, 1)
     for offset in range(6):
@@ -170,7 +168,7 @@ def test_tables_views_and_columns_are_the_same_in_both(warehouse):
         warehouse,
         "select table_name, column_name from information_schema.columns "
         "where table_name in ('recommendations', 'recommendation_runs', 'recommendations_latest',"
-        " 'schema_migrations') and table_schema in ('main', 'public') "
+        " 'schema_migrations') and table_schema = current_schema() "
         "order by table_name, ordinal_position",
     )
     by_table = {}
@@ -194,8 +192,8 @@ def test_tables_views_and_columns_are_the_same_in_both(warehouse):
     assert by_table["schema_migrations"] == ["version", "name", "applied_at"]
 
 
-def test_migrations_upgrade_a_warehouse_in_place_without_losing_rows(warehouse_url):
-    wh = open_warehouse(warehouse_url)
+def test_migrations_upgrade_a_warehouse_in_place_without_losing_rows(warehouse_target):
+    wh = warehouse_target.open()
     wh.ensure_schema(up_to=1)
     assert wh.schema_version() == 1
     wh.publish(date(2024, 1, 1), lists(["a", "b"], ["x", "y"]), "run-1", "ease")
@@ -212,6 +210,12 @@ def test_migrations_upgrade_a_warehouse_in_place_without_losing_rows(warehouse_u
         {"version": 3, "name": "user_decay"},
     ]
     assert read(wh, "select ab_bucket('s', 'u1') as b") == [{"b": ab_bucket("s", "u1")}]
+    if warehouse_target.schema_name:  # every table in the configured schema
+        with psycopg.connect(warehouse_target.url) as con:
+            in_public = con.execute(
+                "select count(*) from information_schema.tables where table_schema = 'public'"
+            ).fetchone()
+        assert in_public == (0,)
 
 
 def test_a_duckdb_warehouse_of_the_release_before_migrations_is_upgraded(tmp_path):
@@ -225,7 +229,7 @@ def test_a_duckdb_warehouse_of_the_release_before_migrations_is_upgraded(tmp_pat
             "insert into recommendations values ('2024-01-01', 'a', 1, 'x', 0.5, 'model', 'ease',"
             " 'run-0', now())"
         )
-    wh = open_warehouse(f"duckdb:///{path}")
+    wh = open_url(f"duckdb:///{path}")
     wh.ensure_schema()
     assert wh.schema_version() == 3
     assert read(wh, "select user_id, item_id, run_id from recommendations_latest") == [
@@ -249,7 +253,7 @@ def test_ab_buckets_agree_between_duckdb_postgresql_and_python(tmp_path, postgre
     ids_table = pa.table({"user_id": ids})
     expected = {u: ab_bucket("exp-2024", u) for u in ids}
     assert set(expected.values()) == set(range(100))  # every bucket is used
-    duck = open_warehouse(f"duckdb:///{tmp_path}/wh.duckdb")
+    duck = open_url(f"duckdb:///{tmp_path}/wh.duckdb")
     duck.ensure_schema()
     with duckdb.connect(str(duck.path)) as con:
         con.register("ids", ids_table)
@@ -258,7 +262,7 @@ def test_ab_buckets_agree_between_duckdb_postgresql_and_python(tmp_path, postgre
                 "select user_id, ab_bucket($salt, user_id) from ids", {"salt": "exp-2024"}
             ).fetchall()
         )
-    pg = open_warehouse(postgres_url)
+    pg = open_url(postgres_url)
     pg.ensure_schema()
     with psycopg.connect(postgres_url) as con:
         from_postgres = dict(
@@ -272,18 +276,18 @@ def test_ab_buckets_agree_between_duckdb_postgresql_and_python(tmp_path, postgre
     assert sum(ab_bucket("other", u) == b for u, b in expected.items()) < len(ids) * 0.05
 
 
-def _reader(warehouse_url, stop, seen, problems, k, max_reads=5000, max_seconds=60):
+def _reader(target, stop, seen, problems, k, max_reads=5000, max_seconds=60):
     """Query recommendations_latest on its own connection until told to stop."""
     query = (
         "select user_id, count(*) as n, count(distinct as_of_date) as n_dates, "
         "min(as_of_date) as as_of_date, count(distinct run_id) as n_runs, min(run_id) as run_id "
         "from recommendations_latest group by user_id"
     )
-    if warehouse_url.startswith("duckdb"):
-        con = duckdb.connect(warehouse_url[len("duckdb:///") :])
+    if not target.postgresql:
+        con = duckdb.connect(target.url[len("duckdb:///") :])
         run = lambda: con.execute(query).fetchall()  # noqa: E731
     else:
-        con = psycopg.connect(warehouse_url, autocommit=True)
+        con = psycopg.connect(target.url, autocommit=True, **target.connect_options())
         run = lambda: con.execute(query).fetchall()  # noqa: E731
     deadline = time.monotonic() + max_seconds
     try:
@@ -303,9 +307,9 @@ def _reader(warehouse_url, stop, seen, problems, k, max_reads=5000, max_seconds=
         con.close()
 
 
-def test_readers_see_complete_old_or_complete_new_lists_during_publishes(warehouse_url):
+def test_readers_see_complete_old_or_complete_new_lists_during_publishes(warehouse_target):
     k, n_users = 10, 3000
-    wh = open_warehouse(warehouse_url, WarehouseConfig(history_days=2))
+    wh = warehouse_target.open(history_days=2)
     wh.ensure_schema()
     users = [f"u{i}" for i in range(n_users)]
     plan = []  # (as_of_date, run_id, users): new dates, reruns of a date, fewer users
@@ -315,7 +319,7 @@ def test_readers_see_complete_old_or_complete_new_lists_during_publishes(warehou
     first_day, first_run, first_users = plan[0]
     wh.publish(first_day, lists(first_users, [f"i{r}" for r in range(k)]), first_run, "ease")
     stop, seen, problems = threading.Event(), [], []
-    reader = threading.Thread(target=_reader, args=(warehouse_url, stop, seen, problems, k))
+    reader = threading.Thread(target=_reader, args=(warehouse_target, stop, seen, problems, k))
     reader.start()
     try:
         for step, (day, run_id, step_users) in enumerate(plan[1:], start=1):
@@ -337,7 +341,7 @@ def test_readers_see_complete_old_or_complete_new_lists_during_publishes(warehou
 
 
 def test_the_postgres_schema_comes_from_the_config_and_is_checked(postgres_url):
-    wh = open_warehouse(postgres_url, WarehouseConfig(schema_name="recs_v2"))
+    wh = open_url(postgres_url, schema_name="recs_v2")
     wh.ensure_schema()
     wh.publish(date(2024, 1, 1), lists(["a"], ["x"]), "run-1", "ease")
     with psycopg.connect(postgres_url) as con:
@@ -359,7 +363,8 @@ def test_identifiers_with_quotes_or_semicolons_are_refused(bad, postgres_url):
         DecayrecConfig.model_validate({"warehouse": {"schema_name": bad}})
     # settings that skipped validation are checked again by the writer
     with pytest.raises(ConfigError, match="not a plain SQL identifier"):
-        PostgresWarehouse(postgres_url, WarehouseConfig.model_construct(schema_name=bad))
+        unchecked = WarehouseConfig.model_construct(schema_name=bad)
+        configured_warehouse(DecayrecConfig.model_construct(warehouse=unchecked), postgres_url)
 
 
 def test_values_are_bound_never_pasted(warehouse):
@@ -376,8 +381,7 @@ def test_unreachable_postgres_fails_clearly_after_the_retries(postgres_server):
     from decayrec_tools.pg_local import free_port
 
     url = f"postgresql://decayrec:{postgres_server.password}@127.0.0.1:{free_port()}/nowhere"
-    settings = WarehouseConfig(connect_retries=2, retry_backoff_seconds=0.2)
-    wh = open_warehouse(url, settings)
+    wh = open_url(url, connect_retries=2, retry_backoff_seconds=0.2)
     started = time.monotonic()
     with pytest.raises(WarehouseUnavailable) as info:
         wh.ensure_schema()
@@ -394,7 +398,7 @@ def test_a_connection_lost_during_a_publish_writes_nothing_and_is_retried(postgr
     from decayrec.warehouse.postgres import PUBLISH_LOCK
     from tasks import PERMANENT_ERRORS
 
-    wh = open_warehouse(postgres_url)
+    wh = open_url(postgres_url)
     wh.ensure_schema()
     wh.publish(date(2024, 1, 1), lists(["a", "b"], ["x", "y"]), "run-1", "ease")
     before = all_rows(wh)
@@ -431,13 +435,10 @@ def test_a_connection_lost_during_a_publish_writes_nothing_and_is_retried(postgr
 def test_the_password_never_shows_in_urls_reprs_or_errors(postgres_server, postgres_url):
     password = postgres_server.password
     assert password in postgres_url
-    wh = open_warehouse(postgres_url)
+    wh = open_url(postgres_url)
     assert password not in wh.url and password not in repr(wh) and "***" in wh.url
     assert mask_url(postgres_url) == wh.url
-    wrong = open_warehouse(
-        postgres_url.replace(password, password + "-wrong"),
-        WarehouseConfig(connect_retries=0),
-    )
+    wrong = open_url(postgres_url.replace(password, password + "-wrong"), connect_retries=0)
     with pytest.raises(WarehouseUnavailable) as info:
         wrong.ensure_schema()
     assert "password authentication failed" in str(info.value)
@@ -454,6 +455,6 @@ def test_the_password_never_shows_in_urls_reprs_or_errors(postgres_server, postg
 
 def test_unknown_warehouse_urls_are_refused():
     with pytest.raises(WarehouseError, match="unsupported warehouse URL scheme 'mysql'"):
-        open_warehouse("mysql://x")
+        open_url("mysql://x")
     with pytest.raises(WarehouseError, match="duckdb:///path/file.duckdb"):
-        open_warehouse("duckdb:///")
+        open_url("duckdb:///")

@@ -1,5 +1,6 @@
-"""The nightly flow publishing to PostgreSQL: the same lists as DuckDB on MovieLens-small, a
-publish that fails midway, an unreachable server, and a password that shows nowhere."""
+"""The nightly flow publishing to PostgreSQL (in public and in a schema of its own): the same
+lists as DuckDB on MovieLens-small, a publish that fails midway, an unreachable server, and
+a password that shows nowhere."""
 
 import json
 import logging
@@ -11,12 +12,13 @@ import psycopg
 import pytest
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig, movielens_sources
-from decayrec.warehouse import InjectedFailure, open_warehouse
+from decayrec.warehouse.errors import InjectedFailure
 from decayrec.warehouse.queries import run_query
 from decayrec_tools.pg_local import free_port
 from flows.nightly import nightly
 from tasks.ops import LockUnavailable
 from tests.ops_data import tiny_events
+from tests.warehouses import WarehouseTarget, open_url
 
 AS_OF = date(2018, 10, 1)
 LIST_QUERY = "select user_id, rank, item_id, score, source from recommendations order by 1, 2"
@@ -25,21 +27,22 @@ LIST_QUERY = "select user_id, rank, item_id, score, source from recommendations 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory, movielens_dir, prefect_harness, postgres_server):
     """One MovieLens run into a DuckDB file and one into PostgreSQL (URL from the
-    environment), on the same lake."""
+    environment), on the same lake. (A third run, into a schema of its own, would add
+    half again to this setup: the flow into schema recs is tested on tiny data below and
+    in test_warehouse_schema.)"""
     data_dir = tmp_path_factory.mktemp("parity")
-    pg_url = postgres_server.create_database("movielens_parity")
     config = DecayrecConfig(
         data_dir=data_dir,
         sources=movielens_sources(movielens_dir),
         k=10,
         evaluation=EvaluationConfig(protocols=["user_time"]),
     )
-    duck_config = config.model_copy(update={"warehouse_url": f"duckdb:///{data_dir}/wh.duckdb"})
-    to_duckdb = nightly(as_of=AS_OF, config=duck_config)
+    duck = WarehouseTarget(f"duckdb:///{data_dir}/wh.duckdb")
+    pg = WarehouseTarget(postgres_server.create_database("movielens_parity"))
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("DECAYREC_WAREHOUSE_URL", pg_url)
-        to_postgres = nightly(as_of=AS_OF, config=config)
-    return data_dir, pg_url, to_duckdb, to_postgres
+        to_duckdb = nightly(as_of=AS_OF, config=duck.publishing(config, env))
+        to_postgres = nightly(as_of=AS_OF, config=pg.publishing(config, env))
+    return data_dir, pg.url, to_duckdb, to_postgres
 
 
 def test_movielens_lists_are_identical_in_duckdb_and_postgresql(both):
@@ -60,7 +63,7 @@ def test_movielens_lists_are_identical_in_duckdb_and_postgresql(both):
 
 def test_postgresql_run_history_holds_the_metrics(both):
     _, pg_url, _, to_postgres = both
-    history = run_query(open_warehouse(pg_url), "metric_history").to_pylist()
+    history = run_query(open_url(pg_url), "metric_history").to_pylist()
     assert [r["run_id"] for r in history] == [to_postgres["run_id"]]
     [run] = history
     assert run["n_eval_users"] == 608 and run["n_rows"] == 6100
@@ -73,14 +76,13 @@ def test_postgresql_run_history_holds_the_metrics(both):
     assert pg_url.split("@")[0].split(":")[-1] not in params
 
 
-def small_config(tmp_path: Path, **update) -> DecayrecConfig:
-    config = DecayrecConfig(
+def small_config(tmp_path: Path) -> DecayrecConfig:
+    return DecayrecConfig(
         data_dir=tmp_path / "data",
         sources=[SourceConfig(path=str(tiny_events(tmp_path)))],
         k=3,
         evaluation=EvaluationConfig(protocols=["user_time"]),
     )
-    return config.model_copy(update=update)
 
 
 class Captured(logging.Handler):
@@ -129,14 +131,10 @@ def _latest(wh):
 
 
 def test_a_publish_failing_after_staging_leaves_yesterday_live_and_a_rerun_publishes(
-    warehouse_url, tmp_path, prefect_harness, monkeypatch, capfd, all_logs
+    warehouse_target, tmp_path, prefect_harness, monkeypatch, capfd, all_logs
 ):
-    if warehouse_url.startswith("postgresql"):
-        monkeypatch.setenv("DECAYREC_WAREHOUSE_URL", warehouse_url)
-        config = small_config(tmp_path)
-    else:
-        config = small_config(tmp_path, warehouse_url=warehouse_url)
-    wh = open_warehouse(warehouse_url)
+    config = warehouse_target.publishing(small_config(tmp_path), monkeypatch)
+    wh = warehouse_target.open()
     d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
     first = nightly(as_of=d1, config=config)
     assert first["published"] is True
@@ -165,9 +163,9 @@ def test_a_publish_failing_after_staging_leaves_yesterday_live_and_a_rerun_publi
         (d2, rerun["run_id"])
     }
 
-    if warehouse_url.startswith("postgresql"):
+    if warehouse_target.postgresql:
         # the password is nowhere: logs, terminal, run records, Prefect's records, files
-        password = warehouse_url.split("@")[0].split(":")[-1]
+        password = warehouse_target.url.split("@")[0].split(":")[-1]
         captured = capfd.readouterr()
         assert password not in captured.out + captured.err + "\n".join(all_logs)
         records = wh.query("select * from recommendation_runs").to_pylist()

@@ -8,8 +8,8 @@ import time
 import duckdb
 import pytest
 
-from decayrec.config import WarehouseConfig
-from decayrec.warehouse import DuckDBWarehouse, WarehouseUnavailable
+from decayrec.warehouse.errors import WarehouseUnavailable
+from tests.warehouses import open_url
 
 HOLD = (
     "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
@@ -35,8 +35,9 @@ def warehouse_file(tmp_path):
 def test_a_reader_that_stays_gives_a_clear_error(warehouse_file):
     reader = hold_open(warehouse_file, 30)
     try:
-        settings = WarehouseConfig(connect_retries=2, retry_backoff_seconds=0.1)
-        warehouse = DuckDBWarehouse(f"duckdb:///{warehouse_file}", settings)
+        warehouse = open_url(
+            f"duckdb:///{warehouse_file}", connect_retries=2, retry_backoff_seconds=0.1
+        )
         with pytest.raises(WarehouseUnavailable) as caught:
             warehouse.ensure_schema()
         message = str(caught.value)
@@ -50,8 +51,10 @@ def test_a_reader_that_stays_gives_a_clear_error(warehouse_file):
 def test_a_reader_that_leaves_is_waited_for(warehouse_file):
     reader = hold_open(warehouse_file, 0.5)
     started = time.monotonic()
-    settings = WarehouseConfig(connect_retries=4, retry_backoff_seconds=0.3)
-    DuckDBWarehouse(f"duckdb:///{warehouse_file}", settings).ensure_schema()
+    warehouse = open_url(
+        f"duckdb:///{warehouse_file}", connect_retries=4, retry_backoff_seconds=0.3
+    )
+    warehouse.ensure_schema()
     assert time.monotonic() - started >= 0.2  # it did wait for the reader
     reader.wait()
     with duckdb.connect(str(warehouse_file), read_only=True) as con:

@@ -12,14 +12,15 @@ import pytest
 
 from decayrec.cli import main as cli_main
 from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig
-from decayrec.warehouse import InjectedFailure, configured_warehouse
+from decayrec.warehouse import configured_warehouse
+from decayrec.warehouse.errors import InjectedFailure
 from flows.backfill import backfill
 from flows.nightly import nightly
 from flows.reexport import reexport
 from tasks.artifacts import metrics_rows
 from tests.ops_data import tiny_events
+from tests.warehouses import SCHEMA, WarehouseTarget
 
-SCHEMA = "recs"
 D1, D2, D3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
 
 
@@ -35,11 +36,8 @@ def published(tmp_path_factory, prefect_harness, postgres_server):
         k=3,
         evaluation=EvaluationConfig(protocols=["user_time"]),
     )
-    config = config.model_copy(
-        update={"warehouse": config.warehouse.model_copy(update={"schema_name": SCHEMA})}
-    )
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("DECAYREC_WAREHOUSE_URL", pg_url)
+        config = WarehouseTarget(pg_url, SCHEMA).publishing(config, env)
         first = nightly(as_of=D1, config=config)
         yield pg_url, config, first
 

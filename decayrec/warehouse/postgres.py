@@ -17,14 +17,12 @@ Connecting retries `connect_retries` times, waiting `retry_backoff_seconds * 2^(
 before retry n, then raises WarehouseUnavailable.
 """
 
-from __future__ import annotations
-
 import io
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -34,20 +32,11 @@ from psycopg import sql as pgsql
 
 from decayrec.config import WarehouseConfig, check_identifier, mask_url
 from decayrec.sqlfiles import sql
-from decayrec.warehouse import (
-    APPLIED_VERSIONS,
-    SCHEMA_VERSION,
-    InjectedFailure,
-    RunOutcome,
+from decayrec.warehouse.base import Warehouse, redact
+from decayrec.warehouse.errors import (
     WarehouseConnectionLost,
     WarehouseError,
     WarehouseUnavailable,
-    _finish_params,
-    _json,
-    keep_from,
-    pending_migrations,
-    redact,
-    staged_lists,
 )
 
 # pg_advisory_xact_lock keys: one publish and one migration at a time per database.
@@ -76,8 +65,9 @@ def libpq_url(url: str) -> str:
     return re.sub(r"^postgres(?:ql)?(?:\+psycopg)?://", "postgresql://", url, flags=re.I)
 
 
-class PostgresWarehouse:
+class PostgresWarehouse(Warehouse):
     dialect = "postgresql"
+    sql_folder = "warehouse_postgres"
 
     def __init__(self, url: str, settings: WarehouseConfig | None = None) -> None:
         self._dsn = libpq_url(url)
@@ -110,7 +100,10 @@ class PostgresWarehouse:
             con.commit()
         return con
 
-    def _connect_with_retries(self) -> psycopg.Connection:
+    def connect(self) -> psycopg.Connection:
+        """A connection of its own, in the configured schema; connecting is retried
+        (`connect_retries`, then WarehouseUnavailable). Each operation opens one; a caller
+        may hold one for a session-level lock (tasks.ops.warehouse_lock)."""
         attempts = self.settings.connect_retries + 1
         started = time.monotonic()
         for attempt in range(1, attempts + 1):
@@ -129,7 +122,7 @@ class PostgresWarehouse:
     def _transaction(self) -> Iterator[psycopg.Cursor]:
         """One connection, one transaction: committed when the block ends, rolled back
         (and the connection closed) when it raises."""
-        con = self._connect_with_retries()
+        con = self.connect()
         try:
             with con.cursor() as cur:
                 yield cur
@@ -150,16 +143,27 @@ class PostgresWarehouse:
         finally:
             con.close()
 
-    def _execute(self, cur: psycopg.Cursor, name: str, params: dict[str, Any] | None = None):
-        if params is None:
-            return cur.execute(sql(name))
-        return cur.execute(to_psycopg(sql(name)), params)
+    def _execute(
+        self, cur: psycopg.Cursor, name: str, params: dict[str, Any] | None = None
+    ) -> psycopg.Cursor:
+        if params is None:  # psycopg reads `%` only when there are parameters
+            return cur.execute(sql(f"{self.sql_folder}/{name}"))
+        return cur.execute(to_psycopg(sql(f"{self.sql_folder}/{name}")), params)
 
-    # --- the Warehouse protocol ---------------------------------------------------
+    @contextmanager
+    def _publishing(self, lists: pa.Table) -> Iterator[psycopg.Cursor]:
+        """Under the publish lock: the lists COPYed into a temporary staging table."""
+        with self._transaction() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", [PUBLISH_LOCK])
+            self._execute(cur, "create_staging")
+            self._copy(cur, "copy_staging", lists)
+            cur.execute("analyze staged_lists")
+            yield cur
 
-    def ensure_schema(self, up_to: int | None = None) -> None:
-        """Create the schema (if configured) and apply the migrations this database lacks,
-        up to version `up_to` (default: all), in one transaction."""
+    @contextmanager
+    def _migrating(self) -> Iterator[psycopg.Cursor]:
+        """One transaction for all the migrations, under the migration lock, in the
+        configured schema (created if need be)."""
         with self._transaction() as cur:
             if self.settings.schema_name is not None:
                 cur.execute(
@@ -168,89 +172,19 @@ class PostgresWarehouse:
                     )
                 )
             cur.execute("select pg_advisory_xact_lock(%s)", [MIGRATE_LOCK])
-            self._execute(cur, "warehouse_postgres/schema_migrations")
-            applied = {v for (v,) in cur.execute(APPLIED_VERSIONS)}
-            for migration in pending_migrations("warehouse_postgres", applied, up_to):
-                for statement in migration.statements:
-                    cur.execute(statement)
-                self._execute(
-                    cur,
-                    "warehouse_postgres/record_migration",
-                    {
-                        "version": migration.version,
-                        "name": migration.name,
-                        "applied_at": datetime.now(UTC),
-                    },
-                )
+            yield cur
 
-    def schema_version(self) -> int:
-        with self._transaction() as cur:
-            self._execute(cur, "warehouse_postgres/schema_migrations")
-            return cur.execute(SCHEMA_VERSION).fetchone()[0]
-
-    def start_run(self, run_id: str, as_of_date: date, model: str, params: dict[str, Any]) -> None:
-        with self._transaction() as cur:
-            self._execute(
-                cur,
-                "warehouse_postgres/start_run",
-                {
-                    "run_id": run_id,
-                    "as_of_date": as_of_date,
-                    "started_at": datetime.now(UTC),
-                    "model": model,
-                    "params": _json(params),
-                },
-            )
-
-    def publish(self, as_of_date: date, lists: pa.Table, run_id: str, model: str) -> bool:
-        """Swap in `lists` as the lists of `as_of_date` and prune the dates older than the
-        kept history, in one transaction; False when identical lists were already live."""
-        lists = staged_lists(lists)
-        with self._transaction() as cur:
-            cur.execute("select pg_advisory_xact_lock(%s)", [PUBLISH_LOCK])
-            self._execute(cur, "warehouse_postgres/create_staging")
-            self._copy(cur, lists)
-            if self.settings.fail_after_staging:
-                raise InjectedFailure(
-                    f"injected failure after staging {lists.num_rows} rows "
-                    "(warehouse.fail_after_staging is set)"
-                )
-            cur.execute("analyze staged_lists")
-            date_param = {"as_of_date": as_of_date}
-            self._execute(cur, "warehouse_postgres/count_published", date_param)
-            if cur.fetchone()[0] == lists.num_rows:
-                self._execute(cur, "warehouse_postgres/lists_differ", date_param)
-                if cur.fetchone()[0] == 0:
-                    cur.connection.rollback()
-                    return False
-            self._execute(cur, "warehouse_postgres/delete_date", date_param)
-            self._execute(
-                cur,
-                "warehouse_postgres/publish_lists",
-                {
-                    "as_of_date": as_of_date,
-                    "model": model,
-                    "run_id": run_id,
-                    "generated_at": datetime.now(UTC),
-                },
-            )
-            self._execute(
-                cur,
-                "warehouse_postgres/prune_history",
-                {"keep_from": keep_from(as_of_date, self.settings.history_days)},
-            )
-        return True
-
-    def _copy(self, cur: psycopg.Cursor, lists: pa.Table) -> None:
+    def _copy(self, cur: psycopg.Cursor, name: str, table: pa.Table) -> None:
+        """COPY `table` with `sql/warehouse_postgres/<name>.sql`, as CSV written by Arrow in
+        batches (never row by row)."""
         options = pacsv.WriteOptions(include_header=False)
-        with cur.copy(sql("warehouse_postgres/copy_staging")) as copy:
-            for batch in lists.to_batches(max_chunksize=COPY_BATCH_ROWS):
+        with cur.copy(sql(f"{self.sql_folder}/{name}")) as copy:
+            for batch in table.to_batches(max_chunksize=COPY_BATCH_ROWS):
                 buffer = io.BytesIO()
                 pacsv.write_csv(batch, buffer, write_options=options)
                 copy.write(buffer.getbuffer())
 
     def record_user_decay(self, run_id: str, as_of_date: date, table: pa.Table) -> None:
-        """Replace run `run_id`'s rows of user_decay_params with `table`, over COPY."""
         n = table.num_rows
         rows = pa.table(
             {
@@ -262,18 +196,9 @@ class PostgresWarehouse:
                 "half_life_days": table["half_life_days"],
             }
         )
-        options = pacsv.WriteOptions(include_header=False)
         with self._transaction() as cur:
-            self._execute(cur, "warehouse_postgres/delete_user_decay", {"run_id": run_id})
-            with cur.copy(sql("warehouse_postgres/copy_user_decay")) as copy:
-                for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
-                    buffer = io.BytesIO()
-                    pacsv.write_csv(batch, buffer, write_options=options)
-                    copy.write(buffer.getbuffer())
-
-    def finish_run(self, run_id: str, outcome: RunOutcome) -> None:
-        with self._transaction() as cur:
-            self._execute(cur, "warehouse_postgres/finish_run", _finish_params(run_id, outcome))
+            self._execute(cur, "delete_user_decay", {"run_id": run_id})
+            self._copy(cur, "copy_user_decay", rows)
 
     def query(self, query: str, params: dict[str, Any] | None = None) -> pa.Table:
         with self._transaction() as cur:

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from decayrec.sqlfiles import SQL_DIR
-from decayrec.warehouse import Warehouse
+from decayrec.warehouse.base import Warehouse
 
 QUERY_DIR = SQL_DIR / "queries"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

@@ -35,7 +35,8 @@ import numpy as np
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.metrics import ranking_metrics
 from decayrec.lake.features import compute_features, prepare_decay_tables
-from decayrec.scoring.lists import make_model, score_lists
+from decayrec.models import make_model
+from decayrec.scoring.lists import score_lists
 from decayrec.sqlfiles import connect, sql
 
 SPLITS = ("test", "validation")

@@ -35,7 +35,8 @@ from typing import Any
 
 import torch
 
-from decayrec.config import DecayrecConfig
+from decayrec.config import DecayrecConfig, model_section
+from decayrec.models import Model, model_class
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +90,17 @@ class ModelRecord:
         return self.path / "model.pt"
 
     def config(self, base: DecayrecConfig) -> DecayrecConfig:
-        """`base` with this model's model and decay settings."""
+        """`base` with this model's model and decay settings (records written before each
+        model had a section of its own hold every model's settings: its own are kept)."""
         saved = self.meta["config"]
         return base.model_copy(
             update={
-                "model": type(base.model).model_validate(saved["model"]),
+                "model": model_section(saved["model"]),
                 "decay": type(base.decay).model_validate(saved["decay"]),
             }
         )
 
-    def load(self, device: torch.device | str = "cpu"):
-        from decayrec.models import model_class
-
+    def load(self, device: torch.device | str = "cpu") -> Model:
         return model_class(self.name).load(self.model_path, device=device)
 
 

@@ -249,10 +249,7 @@ def _interactions(con: duckdb.DuckDBPyConnection, decay: DecayConfig, as_of: dat
 
 def sequence_length(config: DecayrecConfig) -> int:
     """Events per user a snapshot keeps for sequence models (0: none, the model needs none)."""
-    return config.model.seq_history if str(config.model.name) in SEQUENCE_MODELS else 0
-
-
-SEQUENCE_MODELS = ("sasrec",)
+    return config.model.sequence_events
 
 
 def read_sequences(con: duckdb.DuckDBPyConnection, as_of: datetime, max_len: int) -> pa.Table:

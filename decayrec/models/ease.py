@@ -23,18 +23,20 @@ whatever device it is given (CUDA or CPU).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from decayrec.config import DecayrecConfig
 from decayrec.lake.features import InteractionMatrix
 from decayrec.models.base import (
-    model_file_errors,
-    read_model_file,
+    Input,
+    Model,
+    positive_mean,
     saved_item_ids,
     saved_number,
     saved_tensor,
-    write_model_file,
 )
 from decayrec.models.cooccurrence import gram_matrix
 
@@ -46,9 +48,9 @@ class CatalogueTooLarge(ValueError):
 SPARSE_ROWS = 0.05  # score batches sparser than this share of non-zeros as CSR
 
 
-class EASE:
+class EASE(Model):
     name = "ease"
-    sparse_rows = True  # score() takes CSR batches
+    input = Input.CSR
 
     def __init__(
         self,
@@ -67,6 +69,19 @@ class EASE:
         self.scale = 1.0
         self.item_ids: np.ndarray | None = None
 
+    @classmethod
+    def from_config(
+        cls, config: DecayrecConfig, device: torch.device, checkpoint_dir: Path | None = None
+    ) -> EASE:
+        m = config.model
+        return cls(
+            l2=m.l2,
+            max_items=m.max_items,
+            user_batch=m.user_batch,
+            device=device,
+            pair_half_life_days=config.decay.pair_half_life_days,
+        )
+
     def fit(self, matrix: InteractionMatrix) -> EASE:
         n_users, n_items = matrix.shape
         if n_items > self.max_items:
@@ -75,8 +90,7 @@ class EASE:
                 f"EASE on {n_items} items needs about {gib:.1f} GiB; model.max_items is "
                 f"{self.max_items}. Raise it if the memory is there, or choose another model."
             )
-        positive = matrix.weights[matrix.weights > 0]
-        self.scale = float(positive.mean()) if len(positive) else 1.0
+        self.scale = positive_mean(matrix.weights)
         values = matrix.weights / self.scale
         gram = gram_matrix(
             matrix,
@@ -108,28 +122,22 @@ class EASE:
             x = x.to_dense()
         return (x / self.scale) @ self.B
 
-    def save(self, path: str | Path) -> None:
-        write_model_file(
-            {
-                "B": self.B.cpu(),
-                "scale": self.scale,
-                "l2": self.l2,
-                "item_ids": [str(item) for item in self.item_ids],
-            },
-            path,
-        )
+    def state(self) -> dict[str, Any]:
+        return {
+            "B": self.B.cpu(),
+            "scale": self.scale,
+            "l2": self.l2,
+            "item_ids": [str(item) for item in self.item_ids],
+        }
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> EASE:
-        """A saved model; a file that is not one raises ModelFileError naming it."""
-        state = read_model_file(path)
-        with model_file_errors(path):
-            item_ids = saved_item_ids(state)
-            B = saved_tensor(state, "B", 2)
-            if tuple(B.shape) != (len(item_ids), len(item_ids)):
-                raise ValueError(f"B is {tuple(B.shape)} for {len(item_ids)} items")
-            model = cls(l2=saved_number(state, "l2"), device=device)
-            model.B = B.to(device)
-            model.scale = saved_number(state, "scale")
-            model.item_ids = item_ids
+    def from_state(cls, state: dict[str, Any], device: torch.device | str) -> EASE:
+        item_ids = saved_item_ids(state)
+        B = saved_tensor(state, "B", 2)
+        if tuple(B.shape) != (len(item_ids), len(item_ids)):
+            raise ValueError(f"B is {tuple(B.shape)} for {len(item_ids)} items")
+        model = cls(l2=saved_number(state, "l2"), device=device)
+        model.B = B.to(device)
+        model.scale = saved_number(state, "scale")
+        model.item_ids = item_ids
         return model

@@ -367,6 +367,26 @@ def test_the_registry_pairs_each_model_with_its_config_section():
     assert REGISTRY["sasrec"].model.input is Input.SEQUENCES
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_setting_of_a_section_reaches_its_model(name):
+    """from_config passes settings by name: a model's own settings (not the common ones
+    in ModelSettings, nor the snapshot's sequence length) are all constructor arguments."""
+    import inspect
+
+    from decayrec.config import ModelSettings
+
+    entry = REGISTRY[name]
+    own = set(entry.section.model_fields) - set(ModelSettings.model_fields) - {"seq_history"}
+    arguments = inspect.signature(entry.model).parameters
+    taken = {entry.model.settings.get(argument, argument) for argument in arguments}
+    assert own <= taken
+    changed = {"l2": 7.0, "neighbours": 7, "factors": 7}
+    section = entry.section.model_validate({k: v for k, v in changed.items() if k in own})
+    model, _ = make_model(DecayrecConfig(model=section))
+    for key in own & set(changed):
+        assert getattr(model, key) == changed[key]
+
+
 def test_model_sections_keep_the_flat_shape_and_the_defaults():
     config = DecayrecConfig()
     assert config.model.name == "ease" and config.model.l2 == 400.0

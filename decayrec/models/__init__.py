@@ -20,9 +20,10 @@ from decayrec.config import (
     ModelSettings,
     SASRecConfig,
 )
-from decayrec.models.base import AlignedScorer, Input, Model, ModelFileError
+from decayrec.models.base import AlignedScorer, Input, Model
 from decayrec.models.device import pick_device
 from decayrec.models.ease import EASE
+from decayrec.models.files import ModelFileError
 from decayrec.models.ials import IALS
 from decayrec.models.itemknn import ItemKNN
 from decayrec.models.sasrec import TimeSASRec

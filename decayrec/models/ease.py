@@ -22,23 +22,15 @@ whatever device it is given (CUDA or CPU).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from decayrec.config import DecayrecConfig
 from decayrec.lake.features import InteractionMatrix
-from decayrec.models.base import (
-    Input,
-    Model,
-    positive_mean,
-    saved_item_ids,
-    saved_number,
-    saved_tensor,
-)
+from decayrec.models.base import Input, Model, positive_mean
 from decayrec.models.cooccurrence import gram_matrix
+from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 
 class CatalogueTooLarge(ValueError):
@@ -68,19 +60,6 @@ class EASE(Model):
         self.B: torch.Tensor | None = None
         self.scale = 1.0
         self.item_ids: np.ndarray | None = None
-
-    @classmethod
-    def from_config(
-        cls, config: DecayrecConfig, device: torch.device, checkpoint_dir: Path | None = None
-    ) -> EASE:
-        m = config.model
-        return cls(
-            l2=m.l2,
-            max_items=m.max_items,
-            user_batch=m.user_batch,
-            device=device,
-            pair_half_life_days=config.decay.pair_half_life_days,
-        )
 
     def fit(self, matrix: InteractionMatrix) -> EASE:
         n_users, n_items = matrix.shape

@@ -29,23 +29,15 @@ scoring never depends on which users were in the training matrix. Runs on any de
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from decayrec.config import DecayrecConfig
 from decayrec.lake.features import InteractionMatrix
-from decayrec.models.base import (
-    Input,
-    Model,
-    positive_mean,
-    saved_item_ids,
-    saved_number,
-    saved_tensor,
-)
+from decayrec.models.base import Input, Model, positive_mean
 from decayrec.models.device import csr_row_indices
+from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 
 def conjugate_gradient(
@@ -117,21 +109,6 @@ class IALS(Model):
         self.user_factors: torch.Tensor | None = None
         self.item_factors: torch.Tensor | None = None
         self.item_ids: np.ndarray | None = None
-
-    @classmethod
-    def from_config(
-        cls, config: DecayrecConfig, device: torch.device, checkpoint_dir: Path | None = None
-    ) -> IALS:
-        m = config.model
-        return cls(
-            factors=m.factors,
-            alpha=m.alpha,
-            reg=m.reg,
-            iterations=m.iterations,
-            cg_steps=m.cg_steps,
-            seed=m.seed,
-            device=device,
-        )
 
     # -- the normal equations -------------------------------------------------------
     def _system(

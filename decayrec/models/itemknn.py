@@ -25,24 +25,16 @@ C is built by `decayrec.models.cooccurrence.gram_matrix`, whole when it fits in
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse
 import torch
 
-from decayrec.config import DecayrecConfig
 from decayrec.lake.features import InteractionMatrix
-from decayrec.models.base import (
-    Input,
-    Model,
-    positive_mean,
-    saved_item_ids,
-    saved_number,
-    saved_tensor,
-)
+from decayrec.models.base import Input, Model, positive_mean
 from decayrec.models.cooccurrence import gram_matrix
+from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 Similarity = Literal["cosine", "jaccard", "lift"]
 Cooccurrence = Literal["decayed", "counts"]
@@ -51,6 +43,7 @@ Cooccurrence = Literal["decayed", "counts"]
 class ItemKNN(Model):
     name = "itemknn"
     input = Input.CSR  # CSR rows times the sparse similarity: no dense user rows needed
+    settings = {"memory_mb": "score_memory_mb"}
 
     def __init__(
         self,
@@ -78,21 +71,6 @@ class ItemKNN(Model):
         self._S_csr: torch.Tensor | None = None  # the same as CSR, for scoring
         self._S_scipy: scipy.sparse.csr_matrix | None = None  # the same for scipy (CPU)
         self.item_ids: np.ndarray | None = None
-
-    @classmethod
-    def from_config(
-        cls, config: DecayrecConfig, device: torch.device, checkpoint_dir: Path | None = None
-    ) -> ItemKNN:
-        m = config.model
-        return cls(
-            similarity=m.similarity,
-            neighbours=m.neighbours,
-            cooccurrence=m.cooccurrence,
-            memory_mb=m.score_memory_mb,
-            user_batch=m.user_batch,
-            device=device,
-            pair_half_life_days=config.decay.pair_half_life_days,
-        )
 
     def fit(self, matrix: InteractionMatrix) -> ItemKNN:
         n_users, n_items = matrix.shape

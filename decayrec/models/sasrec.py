@@ -52,18 +52,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decayrec.config import DecayrecConfig
 from decayrec.lake.features import EventSequences, InteractionMatrix
-from decayrec.models.base import (
-    Input,
-    Model,
+from decayrec.models.base import Input, Model
+from decayrec.models.device import entry_ranges, last_events
+from decayrec.models.files import (
     ModelFileError,
     model_file_errors,
     read_model_file,
     saved_item_ids,
     write_model_file,
 )
-from decayrec.models.device import entry_ranges, last_events
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +152,20 @@ class _Network(nn.Module):
 class TimeSASRec(Model):
     name = "sasrec"
     input = Input.SEQUENCES
+    settings = {
+        "dim": "seq_dim",
+        "layers": "seq_layers",
+        "heads": "seq_heads",
+        "max_len": "seq_len",
+        "dropout": "seq_dropout",
+        "epochs": "seq_epochs",
+        "patience": "seq_patience",
+        "holdout": "seq_holdout",
+        "batch_size": "seq_batch",
+        "lr": "seq_lr",
+        "full_softmax_items": "seq_full_softmax_items",
+        "negatives": "seq_negatives",
+    }
 
     def __init__(
         self,
@@ -195,29 +207,6 @@ class TimeSASRec(Model):
         self.item_ids: np.ndarray | None = None
         self.net: _Network | None = None
         self.history: list[dict[str, float]] = []
-
-    @classmethod
-    def from_config(
-        cls, config: DecayrecConfig, device: torch.device, checkpoint_dir: Path | None = None
-    ) -> TimeSASRec:
-        m = config.model
-        return cls(
-            dim=m.seq_dim,
-            layers=m.seq_layers,
-            heads=m.seq_heads,
-            max_len=m.seq_len,
-            dropout=m.seq_dropout,
-            epochs=m.seq_epochs,
-            patience=m.seq_patience,
-            holdout=m.seq_holdout,
-            batch_size=m.seq_batch,
-            lr=m.seq_lr,
-            full_softmax_items=m.seq_full_softmax_items,
-            negatives=m.seq_negatives,
-            seed=m.seed,
-            device=device,
-            checkpoint_dir=checkpoint_dir,
-        )
 
     # ---- training -------------------------------------------------------------------
 

@@ -32,8 +32,9 @@ from pathlib import Path
 from decayrec.config import (
     ContentConfig,
     DecayrecConfig,
+    EaseConfig,
     EvaluationConfig,
-    ModelConfig,
+    ItemKNNConfig,
     movielens_sources,
 )
 from decayrec.evaluation.backtest import backtest
@@ -45,8 +46,8 @@ WEIGHTS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0)
 MODELS = {
     # EASE lambda 100 (with the default 365-day half-life) won on validation in
     # bench/movielens_quality.py; item-item as in bench/models_table.py
-    "ease": ModelConfig(name="ease", l2=100.0),
-    "itemknn": ModelConfig(name="itemknn", similarity="jaccard", neighbours=50),
+    "ease": EaseConfig(l2=100.0),
+    "itemknn": ItemKNNConfig(similarity="jaccard", neighbours=50),
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from movielens_quality import AS_OF, ratings_config
 
+from decayrec.config import model_section
 from decayrec.evaluation.backtest import backtest
 from decayrec.lake.ingest import load_batches, stage_sources
 
@@ -66,16 +67,12 @@ def main() -> None:
     for name in args.models:
         trials = [(float("nan"), GRIDS[name][0])] if len(GRIDS[name]) == 1 else []
         for params in GRIDS[name] if len(GRIDS[name]) > 1 else []:
-            cfg = config.model_copy(
-                update={"model": config.model.model_copy(update={"name": name, **params})}
-            )
+            cfg = config.model_copy(update={"model": model_section({"name": name, **params})})
             result = backtest(cfg, as_of, "user_time", split="validation")
             trials.append((result["model"]["ndcg@10"], params))
             print(json.dumps({"model": name, **params, "val_ndcg@10": trials[-1][0]}), flush=True)
         val_ndcg, params = max(trials, key=lambda t: t[0])
-        cfg = config.model_copy(
-            update={"model": config.model.model_copy(update={"name": name, **params})}
-        )
+        cfg = config.model_copy(update={"model": model_section({"name": name, **params})})
         result = backtest(cfg, as_of, "user_time")
         if not rows:
             rows.append(("most popular (decayed)", "-", "-", result["popularity"], 0.0))

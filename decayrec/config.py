@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -221,26 +221,61 @@ class DecayConfig(_Model):
         return self
 
 
-class ModelName(StrEnum):
-    """The models `make_model` can build (decayrec/models/<name>.py)."""
+class ModelSettings(_Model):
+    """What every model section holds: where the model runs, how its lists are scored,
+    and the champion/challenger gate it must pass. Each model adds its own settings in
+    a section of its own (`EaseConfig`, ...), chosen by `name`."""
 
-    ease = "ease"
-    ials = "ials"
-    itemknn = "itemknn"
-    sasrec = "sasrec"
+    # the section's settings that `decayrec tune` searches (decayrec.evaluation.tune)
+    tuned: ClassVar[tuple[str, ...]] = ()
+
+    name: str = Field(description="model to train")
+    gate_metric: str = Field(
+        "ndcg@10", description="gate: metric of the first evaluation protocol compared"
+    )
+    gate_tolerance: float = Field(
+        0.002,
+        ge=0,
+        description="gate: publish the challenger unless it is worse than the champion by more "
+        "than this (absolute, in gate_metric)",
+    )
+    min_history: int = Field(
+        3, ge=1, description="users with fewer distinct items get the popularity fallback"
+    )
+    user_batch: int = Field(2048, ge=1, description="users scored per batch (bounds memory)")
+    score_memory_mb: float = Field(
+        2048.0,
+        gt=0,
+        description="scoring: memory budget of one batch's dense score tensors; the batch "
+        "shrinks below user_batch on large catalogues to stay within it; item-item builds "
+        "its co-occurrences whole when they fit in it, else in row blocks of about this size",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
+
+    @property
+    def sequence_events(self) -> int:
+        """Events per user a snapshot keeps for this model (0: it reads no sequences)."""
+        return 0
 
 
-class ModelConfig(_Model):
-    """The model trained each night, and the champion/challenger gate it must pass."""
+class EaseConfig(ModelSettings):
+    """EASE (decayrec/models/ease.py): the item-item ridge regression in closed form."""
 
-    name: ModelName = Field(ModelName.ease, description="model to train")
+    tuned: ClassVar[tuple[str, ...]] = ("l2",)
+
+    name: Literal["ease"] = "ease"
     l2: float = Field(400.0, gt=0, description="EASE ridge penalty lambda")
-    seed: int = Field(0, description="random seed of models with a random start")
-    factors: int = Field(64, ge=1, description="iALS latent dimensions")
-    alpha: float = Field(10.0, gt=0, description="iALS confidence 1 + alpha * weight")
-    reg: float = Field(1.0, gt=0, description="iALS L2 regularisation of the factors")
-    iterations: int = Field(15, ge=1, description="iALS alternating sweeps")
-    cg_steps: int = Field(3, ge=1, description="iALS conjugate-gradient steps per solve")
+    max_items: int = Field(
+        40_000, ge=1, description="EASE needs items^2 memory: refuse catalogues larger than this"
+    )
+
+
+class ItemKNNConfig(ModelSettings):
+    """Item-item neighbours (decayrec/models/itemknn.py) on the decayed affinities."""
+
+    tuned: ClassVar[tuple[str, ...]] = ("similarity", "neighbours")
+
+    name: Literal["itemknn"] = "itemknn"
     similarity: Literal["cosine", "jaccard", "lift"] = Field(
         "jaccard", description="item-item similarity on the co-occurrences"
     )
@@ -250,6 +285,27 @@ class ModelConfig(_Model):
         description="item-item: similarity from the decay-weighted co-occurrences, or from "
         "plain counts of who touched what (as SAR; the decay then weighs only the user's side)",
     )
+
+
+class IALSConfig(ModelSettings):
+    """Weighted implicit ALS (decayrec/models/ials.py) on decayed confidences."""
+
+    tuned: ClassVar[tuple[str, ...]] = ("factors", "reg", "alpha")
+
+    name: Literal["ials"] = "ials"
+    seed: int = Field(0, description="random seed of the factors' start")
+    factors: int = Field(64, ge=1, description="iALS latent dimensions")
+    alpha: float = Field(10.0, gt=0, description="iALS confidence 1 + alpha * weight")
+    reg: float = Field(1.0, gt=0, description="iALS L2 regularisation of the factors")
+    iterations: int = Field(15, ge=1, description="iALS alternating sweeps")
+    cg_steps: int = Field(3, ge=1, description="iALS conjugate-gradient steps per solve")
+
+
+class SASRecConfig(ModelSettings):
+    """The time-aware sequential Transformer (decayrec/models/sasrec.py)."""
+
+    name: Literal["sasrec"] = "sasrec"
+    seed: int = Field(0, description="random seed of the network's start and training")
     seq_len: int = Field(50, ge=2, description="sasrec: events per user the Transformer attends to")
     seq_history: int = Field(
         200,
@@ -281,30 +337,35 @@ class ModelConfig(_Model):
     seq_negatives: int = Field(
         2048, ge=1, description="sasrec: shared negatives of the sampled softmax"
     )
-    gate_metric: str = Field(
-        "ndcg@10", description="gate: metric of the first evaluation protocol compared"
-    )
-    gate_tolerance: float = Field(
-        0.002,
-        ge=0,
-        description="gate: publish the challenger unless it is worse than the champion by more "
-        "than this (absolute, in gate_metric)",
-    )
-    min_history: int = Field(
-        3, ge=1, description="users with fewer distinct items get the popularity fallback"
-    )
-    max_items: int = Field(
-        40_000, ge=1, description="EASE needs items^2 memory: refuse catalogues larger than this"
-    )
-    user_batch: int = Field(2048, ge=1, description="users scored per batch (bounds memory)")
-    score_memory_mb: float = Field(
-        2048.0,
-        gt=0,
-        description="scoring: memory budget of one batch's dense score tensors; the batch "
-        "shrinks below user_batch on large catalogues to stay within it; item-item builds "
-        "its co-occurrences whole when they fit in it, else in row blocks of about this size",
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
+
+    @property
+    def sequence_events(self) -> int:
+        return self.seq_history
+
+
+# The model trained each night: one section per model, chosen by `name` (the registry
+# decayrec.models.REGISTRY pairs each section with its model class).
+ModelConfig = Annotated[
+    EaseConfig | ItemKNNConfig | IALSConfig | SASRecConfig, Field(discriminator="name")
+]
+MODEL_SECTIONS: dict[str, type[ModelSettings]] = {
+    section.model_fields["name"].default: section for section in get_args(get_args(ModelConfig)[0])
+}
+DEFAULT_MODEL = "ease"
+
+
+def model_section(fields: Mapping[str, Any]) -> ModelConfig:
+    """The model section of flat settings that may also hold other models' settings
+    (registry records and tuning winners written before each model had a section of its
+    own, a tuning grid point that switches models): the named model's section (default
+    EASE) from its own and the common settings. A setting no model has is an error."""
+    name = fields.get("name", DEFAULT_MODEL)
+    if name not in MODEL_SECTIONS:
+        raise ConfigError(f"unknown model {name!r}; expected one of {sorted(MODEL_SECTIONS)}")
+    own = MODEL_SECTIONS[name].model_fields
+    others = {key for section in MODEL_SECTIONS.values() for key in section.model_fields}
+    kept = {k: v for k, v in fields.items() if k in own or k not in others}
+    return MODEL_SECTIONS[name].model_validate({**kept, "name": name})
 
 
 class EvaluationConfig(_Model):
@@ -620,7 +681,11 @@ class DecayrecConfig(_Model):
     )
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     decay: DecayConfig = Field(default_factory=DecayConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(
+        default_factory=EaseConfig,
+        description="the model trained each night and the gate it must pass: `name` chooses "
+        "the model, the other settings are that model's",
+    )
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     use_tuned: bool = Field(
         True, description="apply the newest tuning winner's decay and lambda (decayrec tune)"
@@ -628,6 +693,14 @@ class DecayrecConfig(_Model):
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     content: ContentConfig = Field(default_factory=ContentConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_named(cls, v: Any) -> Any:
+        # a model section without a name is the default model's
+        if isinstance(v, Mapping) and "name" not in v:
+            return {**v, "name": DEFAULT_MODEL}
+        return v
 
     @field_validator("timezone")
     @classmethod

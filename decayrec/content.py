@@ -61,7 +61,8 @@ import torch
 from decayrec.evaluation.metrics import ranking_metrics
 from decayrec.lake.matrix import InteractionMatrix
 from decayrec.lake.staging import sha256_of
-from decayrec.models.device import dense_rows
+from decayrec.models.device import remap_columns, user_rows
+from decayrec.scoring.recommend import configured_lists
 
 if TYPE_CHECKING:
     from decayrec.config import ContentConfig, DecayrecConfig
@@ -327,8 +328,10 @@ class ColdStartBlend:
     `item_embeddings` (items x dim, unit rows or zero rows) and `interactions_per_item`
     are aligned with the columns of the (extended) matrix that is scored; the wrapped
     model scores the first `base_items` columns (default: all), the rest are items it
-    never saw and get model score 0. Sequence models (`uses_sequences`, `score_users`)
-    are forwarded: the blend is applied on top of whatever base scores come out.
+    never saw and get model score 0. It declares the input of the model it wraps: CSR
+    rows reach the model as CSR (its fast path), sequence models are scored from the
+    users' events (`score_users`); the blend is applied on top of whatever base scores
+    come out.
     """
 
     def __init__(
@@ -343,7 +346,7 @@ class ColdStartBlend:
     ) -> None:
         self.model = model
         self.name = model.name
-        self.item_ids = getattr(model, "item_ids", None)
+        self.input = model.input
         emb = torch.as_tensor(np.asarray(item_embeddings, dtype=np.float32))
         n_items = len(interactions_per_item)
         if emb.shape[0] != n_items:
@@ -369,10 +372,6 @@ class ColdStartBlend:
         self.beta = beta[self.active]
         self._on: dict[str, tuple[torch.Tensor, ...]] = {}
 
-    @property
-    def uses_sequences(self) -> bool:
-        return bool(getattr(self.model, "uses_sequences", False))
-
     def _tensors(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         key = str(device)
         if key not in self._on:
@@ -394,15 +393,22 @@ class ColdStartBlend:
         return out
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Blended scores (batch x items) of a dense batch of decayed user rows."""
-        cf = self._widen(self.model.score(x[:, : self.base_items]))
-        return self.blend(cf, x)
+        """Blended scores (batch x items) of a batch of decayed user rows, dense or CSR."""
+        if x.layout == torch.sparse_csr:
+            base = torch.arange(self.n_items, device=x.device)
+            base[self.base_items :] = -1
+            cf = self.model.score(remap_columns(x, base, self.base_items))
+            cf = cf.to_dense() if cf.layout == torch.sparse_csr else cf
+            x = x.to_dense()
+        else:
+            cf = self.model.score(x[:, : self.base_items])
+        return self.blend(self._widen(cf), x)
 
     def score_users(self, matrix: InteractionMatrix, users: np.ndarray) -> torch.Tensor:
         """A sequence model's scores for `users`, blended (the profile still comes from
         the users' decayed rows of `matrix`)."""
         cf = self.model.score_users(matrix, users)
-        x, _, _ = dense_rows(
+        x, _, _ = user_rows(
             matrix, matrix.row_pointer(), np.asarray(users), matrix.row_weights, cf.device
         )
         return self.blend(self._widen(cf), x)
@@ -517,18 +523,7 @@ class BacktestBlend:
                 self.truth_items.setdefault(user_idx, set()).add(j)
 
     def _lists(self, scorer: Any, users: np.ndarray, k: int) -> np.ndarray:
-        from decayrec.scoring.recommend import recommend
-
-        lists = recommend(
-            scorer,
-            self.matrix,
-            k,
-            users=users,
-            min_history=self.config.model.min_history,
-            user_batch=self.config.model.user_batch,
-            device=self.device,
-            memory_mb=self.config.model.score_memory_mb,
-        )
+        lists = configured_lists(self.config, scorer, self.matrix, self.device, k, users)
         return lists.as_matrix(len(users), k)
 
     def figures(

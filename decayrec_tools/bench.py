@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig, SourceConfig
+from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig, model_section
 
 STAGES = ("ingest", "validate", "features", "train", "evaluate", "export")
 AS_OF = date(2025, 1, 1)  # the synthetic window is 2024; T = its end
@@ -142,7 +142,7 @@ def bench_config(
         warehouse_url=f"duckdb:///{out / 'data' / 'warehouse.duckdb'}",
         sources=[SourceConfig(path=str(Path(events_path).resolve()), name="bench")],
         use_tuned=False,
-        model=ModelConfig(name=model),
+        model=model_section({"name": model}),
         evaluation=EvaluationConfig(protocols=["global_time"]),
     )
     if half_life_days is not None:

@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.champion import KEEP, POPULARITY, PROMOTE, Registry, gate
 from decayrec.lake.matrix import Snapshot
-from decayrec.models.base import ModelFileError
+from decayrec.models.files import ModelFileError
 from decayrec.scoring.lists import TrainedLists, popularity_lists, score_saved_model
 
 

@@ -14,13 +14,13 @@ from decayrec.config import (
     ContentConfig,
     DecayrecConfig,
     EvaluationConfig,
-    ModelConfig,
+    ItemKNNConfig,
     movielens_sources,
 )
 from decayrec.evaluation.backtest import backtest
 from decayrec.lake.ingest import load_batches, stage_sources
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.ease import EASE
+from decayrec.models import EASE, Input
 from decayrec.scoring.recommend import recommend
 
 SCIFI = [
@@ -219,7 +219,7 @@ class SequenceOnly:
 
     name = "seq"
     item_ids = None
-    uses_sequences = True
+    input = Input.SEQUENCES
 
     def __init__(self, n_items: int) -> None:
         self.n_items = n_items
@@ -241,7 +241,7 @@ def test_sequence_models_are_forwarded(encoder, tmp_path):
         content=ContentConfig(enabled=True, catalogue=str(catalogue), min_interactions=1),
     )
     extended, scorer, _ = content.content_blend(config, matrix, model)
-    assert scorer.uses_sequences
+    assert scorer.input is Input.SEQUENCES
     lists = recommend(scorer, extended, 18)
     assert model.calls == 1
     # the never-seen items are scored by content (positive: model rows)
@@ -264,7 +264,7 @@ def movielens_blend(tmp_path_factory, movielens_dir, request):
         sources=ratings,
         evaluation=EvaluationConfig(protocols=["user_time"]),
         # item-item: seconds to fit; the blend does not depend on the model
-        model=ModelConfig(name="itemknn", similarity="jaccard", neighbours=50),
+        model=ItemKNNConfig(similarity="jaccard", neighbours=50),
         # chosen for item-item on the validation split by
         # `bench/cold_start.py --model itemknn` (EASE's choice, the default, is m 1, w 0.9)
         content=ContentConfig(
@@ -322,7 +322,7 @@ def test_nightly_lists_carry_cold_items(encoder, tmp_path):
         data_dir=tmp_path,
         sources=[SourceConfig(path=str(tmp_path / "events.csv"), format="csv")],
         k=4,
-        model=ModelConfig(name="itemknn", neighbours=20),
+        model=ItemKNNConfig(neighbours=20),
         content=ContentConfig(
             enabled=True, catalogue=str(catalogue), min_interactions=1, weight=2.0, scale_rank=3
         ),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from decayrec.lake.features import InteractionMatrix
+from decayrec.lake.matrix import InteractionMatrix
 from decayrec.models.ease import EASE, CatalogueTooLarge
 
 

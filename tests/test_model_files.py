@@ -15,7 +15,7 @@ from test_models import matrix_from_dense, planted
 from test_sasrec import cyclic_walks, small_model
 
 from decayrec.models import EASE, IALS, ItemKNN, ModelFileError, TimeSASRec
-from decayrec.models.base import write_model_file
+from decayrec.models.files import write_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = {"ease": EASE, "ials": IALS, "itemknn": ItemKNN, "sasrec": TimeSASRec}

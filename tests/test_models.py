@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from decayrec.config import DecayrecConfig, ModelConfig, ModelName
-from decayrec.lake.features import InteractionMatrix
-from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model
-from decayrec.scoring.lists import make_model
+from decayrec.config import DecayrecConfig, model_section
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.models import EASE, IALS, REGISTRY, AlignedScorer, Input, ItemKNN, Model, make_model
 from decayrec.scoring.recommend import recommend
 
 N_USERS, N_ITEMS, GROUP_ITEMS = 20, 12, 6
@@ -148,15 +147,16 @@ def test_aligned_scorer_maps_items_by_id():
     assert torch.all(got[:, 0] == 0)
 
 
-@pytest.mark.parametrize("name", list(ModelName))
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_make_model_dispatches_on_the_config(name):
-    model, device = make_model(DecayrecConfig(model=ModelConfig(name=name)))
-    assert model.name == name.value and device.type in ("cpu", "cuda")
+    model, device = make_model(DecayrecConfig(model=model_section({"name": name})))
+    assert isinstance(model, REGISTRY[name].model) and isinstance(model, Model)
+    assert model.name == name and device.type in ("cpu", "cuda")
 
 
 def test_model_name_is_validated():
     with pytest.raises(ValueError):
-        ModelConfig(name="svd")
+        DecayrecConfig.model_validate({"model": {"name": "svd"}})
 
 
 def test_ials_sparse_and_dense_entry_products_agree():
@@ -185,8 +185,11 @@ def random_matrix(n_users: int = 120, n_items: int = 40, seed: int = 4) -> np.nd
 class DenseOnly:
     """The same model, seen by `recommend` as one that takes dense user rows."""
 
+    input = Input.DENSE
+
     def __init__(self, model) -> None:
         self.model = model
+        self.name = model.name
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         assert x.layout == torch.strided
@@ -209,7 +212,7 @@ def test_csr_and_dense_user_rows_give_the_same_scores_and_lists(name):
         matrix.weights[order],
     )
     model = MODELS[name]().fit(matrix)
-    assert model.sparse_rows
+    assert model.input is Input.CSR
     dense = torch.tensor(x, dtype=torch.float32)
     from_csr = model.score(dense.to_sparse_csr())
     if from_csr.layout == torch.sparse_csr:
@@ -301,3 +304,108 @@ def test_item_item_product_split_over_threads_is_the_whole_product():
     whole = (left @ right).toarray()
     for threads in (1, 2, 3):
         np.testing.assert_allclose(_parallel_product(left, right, threads).toarray(), whole)
+
+
+def reversed_catalogue(matrix: InteractionMatrix) -> InteractionMatrix:
+    """The same interactions in a catalogue listing the items in reverse order."""
+    n = matrix.shape[1]
+    order = np.lexsort((n - 1 - matrix.cols, matrix.rows))
+    return InteractionMatrix(
+        user_ids=matrix.user_ids,
+        item_ids=matrix.item_ids[::-1].copy(),
+        rows=matrix.rows[order],
+        cols=(n - 1 - matrix.cols)[order],
+        weights=matrix.weights[order],
+        popularity=matrix.popularity[::-1].copy(),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_wrappers_take_the_csr_rows_of_the_model_they_wrap(name):
+    """The champion re-score (AlignedScorer) and the cold-start blend (ColdStartBlend,
+    here with no item to blend) declare the input of the model they wrap: CSR rows reach
+    the model as CSR (its fast path), and the lists are the bare model's, bit for bit,
+    also on a catalogue in another order."""
+    from decayrec.content import ColdStartBlend
+
+    matrix = matrix_from_dense(random_matrix())
+    model = MODELS[name]().fit(matrix)
+    layouts = []
+    score = model.score
+    model.score = lambda x: layouts.append(x.layout) or score(x)
+    bare = recommend(model, matrix, k=5, user_batch=16)
+    n = matrix.shape[1]
+    today = reversed_catalogue(matrix)
+    wrapped = {
+        "aligned": (AlignedScorer(model, matrix.item_ids), matrix),
+        "aligned, reversed": (AlignedScorer(model, today.item_ids), today),
+        "blend": (ColdStartBlend(model, np.zeros((n, 1)), np.zeros(n), 0, 0.0), matrix),
+        "blend of aligned, reversed": (
+            ColdStartBlend(
+                AlignedScorer(model, today.item_ids), np.zeros((n, 1)), np.zeros(n), 0, 0.0
+            ),
+            today,
+        ),
+    }
+    for what, (scorer, scored) in wrapped.items():
+        assert scorer.input is Input.CSR, what
+        layouts.clear()
+        lists = recommend(scorer, scored, k=5, user_batch=16)
+        assert layouts and set(layouts) == {torch.sparse_csr}, what
+        assert list(scored.item_ids[lists.item_idx]) == list(matrix.item_ids[bare.item_idx]), what
+        for field in ("user_idx", "rank", "from_model", "score"):
+            np.testing.assert_array_equal(getattr(lists, field), getattr(bare, field), what)
+
+
+def test_the_registry_pairs_each_model_with_its_config_section():
+    from decayrec.config import MODEL_SECTIONS
+
+    assert set(REGISTRY) == set(MODEL_SECTIONS) == {"ease", "ials", "itemknn", "sasrec"}
+    for name, entry in REGISTRY.items():
+        assert entry.model.name == entry.section().name == name
+        assert issubclass(entry.model, Model) and entry.model.input in Input
+    assert REGISTRY["sasrec"].model.input is Input.SEQUENCES
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_setting_of_a_section_reaches_its_model(name):
+    """from_config passes settings by name: a model's own settings (not the common ones
+    in ModelSettings, nor the snapshot's sequence length) are all constructor arguments."""
+    import inspect
+
+    from decayrec.config import ModelSettings
+
+    entry = REGISTRY[name]
+    own = set(entry.section.model_fields) - set(ModelSettings.model_fields) - {"seq_history"}
+    arguments = inspect.signature(entry.model).parameters
+    taken = {entry.model.settings.get(argument, argument) for argument in arguments}
+    assert own <= taken
+    changed = {"l2": 7.0, "neighbours": 7, "factors": 7}
+    section = entry.section.model_validate({k: v for k, v in changed.items() if k in own})
+    model, _ = make_model(DecayrecConfig(model=section))
+    for key in own & set(changed):
+        assert getattr(model, key) == changed[key]
+
+
+def test_model_sections_keep_the_flat_shape_and_the_defaults():
+    config = DecayrecConfig()
+    assert config.model.name == "ease" and config.model.l2 == 400.0
+    parsed = DecayrecConfig.model_validate({"model": {"name": "ease", "l2": 200}})
+    assert parsed.model.l2 == 200.0 and parsed.model.max_items == config.model.max_items
+    assert DecayrecConfig.model_validate({"model": {"l2": 200}}).model == parsed.model
+    knn = DecayrecConfig.model_validate({"model": {"name": "itemknn"}}).model
+    assert (knn.name, knn.similarity, knn.neighbours, knn.min_history) == (
+        "itemknn",
+        "jaccard",
+        100,
+        3,
+    )
+    assert DecayrecConfig.model_validate(config.model_dump(mode="json")) == config
+    with pytest.raises(ValueError, match="factors"):  # another model's setting
+        DecayrecConfig.model_validate({"model": {"name": "ease", "factors": 8}})
+    # what registry records and tuning winners hold from before the sections: the
+    # named model's own settings are kept, the others' left out, unknown ones refused
+    flat = {"name": "itemknn", "l2": 100.0, "factors": 8, "neighbours": 20, "seed": 0}
+    assert model_section(flat) == knn.model_copy(update={"neighbours": 20})
+    with pytest.raises(ValueError, match="neighbors"):
+        model_section({"name": "itemknn", "neighbors": 20})

@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from decayrec.config import DecayConfig, ModelConfig
+from decayrec.config import DecayConfig, EaseConfig, IALSConfig, ItemKNNConfig
 from decayrec.evaluation.backtest import backtest
 
 NO_TIME = DecayConfig(kernel="none", recency_events=0.0, pair_half_life_days=0.0)
@@ -38,7 +38,7 @@ def test_the_default_nightly_beats_every_peer_of_the_yardstick(default_nightly):
 def test_without_time_it_is_the_yardsticks_ease(ratings_lake):
     """No kernel, no recency, no pair decay, lambda 100: cornac EASE's row (0.0568 /
     0.0720), so the protocol and the metrics are the yardstick's."""
-    flat = ratings_lake.model_copy(update={"decay": NO_TIME, "model": ModelConfig(l2=100.0)})
+    flat = ratings_lake.model_copy(update={"decay": NO_TIME, "model": EaseConfig(l2=100.0)})
     result = backtest(flat, flat.as_of_time(date(2018, 10, 1)), "user_time")
     assert result["n_eval_users"] == 608
     assert result["model"]["ndcg@10"] == pytest.approx(0.0568, abs=0.0005)
@@ -60,8 +60,8 @@ def test_time_in_the_weights_lifts_the_published_lists(ratings_lake, default_nig
     ("model", "measured"),
     [
         # bench/models_table.py: hyperparameters chosen on the validation split
-        (ModelConfig(name="ials", factors=256, reg=30.0, alpha=10.0, iterations=10), 0.0685),
-        (ModelConfig(name="itemknn", similarity="jaccard", neighbours=200), 0.0704),
+        (IALSConfig(factors=256, reg=30.0, alpha=10.0, iterations=10), 0.0685),
+        (ItemKNNConfig(similarity="jaccard", neighbours=200), 0.0704),
     ],
     ids=["ials", "itemknn"],
 )

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig, SourceConfig
+from decayrec.config import DecayrecConfig, EvaluationConfig, ItemKNNConfig, SourceConfig
 from decayrec.evaluation.backtest import evaluate_all
 from decayrec.evaluation.champion import KEEP, POPULARITY, PROMOTE, Registry, code_version, gate
 from decayrec.lake.features import build_snapshot
@@ -19,8 +19,8 @@ from decayrec.lake.ingest import load_batches, stage_sources
 from decayrec.scoring.lists import popularity_lists, score_saved_model, train_and_score
 
 AS_OF = date(2024, 4, 1)
-GOOD = ModelConfig(name="itemknn", neighbours=20)
-BAD = ModelConfig(name="itemknn", neighbours=20, min_history=10_000)  # popularity only
+GOOD = ItemKNNConfig(neighbours=20)
+BAD = ItemKNNConfig(neighbours=20, min_history=10_000)  # popularity only
 
 
 @pytest.fixture(scope="module")

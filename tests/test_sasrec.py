@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from decayrec.config import DecayrecConfig, ModelConfig, ModelName
-from decayrec.lake.features import EventSequences, InteractionMatrix
-from decayrec.models import AlignedScorer, TimeSASRec
-from decayrec.scoring.lists import make_model
+from decayrec.config import DecayrecConfig, SASRecConfig
+from decayrec.lake.matrix import EventSequences, InteractionMatrix
+from decayrec.models import AlignedScorer, TimeSASRec, make_model
 from decayrec.scoring.recommend import recommend
 
 GROUP, WALK = 8, 6
@@ -233,9 +232,7 @@ def test_without_sequences_it_says_what_is_missing():
 
 
 def test_make_model_builds_it_from_the_config():
-    config = DecayrecConfig(
-        model=ModelConfig(name=ModelName.sasrec, seq_dim=32, seq_heads=4, seq_len=20)
-    )
+    config = DecayrecConfig(model=SASRecConfig(seq_dim=32, seq_heads=4, seq_len=20))
     model, device = make_model(config)
     assert isinstance(model, TimeSASRec)
     assert model.hyper["max_len"] == 20 and model.hyper["heads"] == 4

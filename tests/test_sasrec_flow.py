@@ -12,6 +12,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from decayrec.config import model_section
 from decayrec.evaluation.champion import Registry
 from decayrec.lake.features import build_snapshot
 from decayrec.scoring.lists import score_saved_model
@@ -71,7 +72,8 @@ def test_a_sequence_champion_is_rescored_on_a_snapshot_without_sequences(sasrec_
     assert Registry(config.data_dir).champion() is None  # the floor promoted nothing
     champion = Registry(config.data_dir).get(result["run_id"])
     assert champion.name == "sasrec"
-    ease = config.model_copy(update={"model": config.model.model_copy(update={"name": "ease"})})
+    ease_model = model_section({**config.model.model_dump(), "name": "ease"})
+    ease = config.model_copy(update={"model": ease_model})
     as_of_time = ease.as_of_time(AS_OF)
     snapshot = build_snapshot(ease, as_of_time)
     assert not snapshot.has_sequences

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from decayrec.lake.features import InteractionMatrix
-from decayrec.models.ease import EASE
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.models import EASE, Input
 from decayrec.scoring.recommend import recommend
 
 # Item popularity (set directly), most popular first: i1 (6), i3 (5), i5 (4), i2 (3), i4 (2), i0 (1)
@@ -37,7 +37,10 @@ SCORES = torch.tensor(
 
 
 class FixedScorer:
-    """Returns SCORES for a batch of all users (checks it got the right rows)."""
+    """Returns SCORES for a batch of all users (checks it got the right rows, dense)."""
+
+    name = "fixed"
+    input = Input.DENSE
 
     def __init__(self, scores: torch.Tensor, expected_x: np.ndarray | None = None):
         self.scores = scores

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from decayrec.config import DecayrecConfig, EvaluationConfig, ModelConfig
+from decayrec.config import DecayrecConfig, EvaluationConfig, ItemKNNConfig
 from decayrec.evaluation.backtest import backtest, split_on
 from decayrec.evaluation.tune import apply_latest_winner, latest_winner, tune
 from decayrec.lake.features import prepare_decay_tables
@@ -137,7 +137,7 @@ def test_tune_never_makes_the_published_lists_worse(ratings_lake, tmp_path):
     start = ratings_lake.model_copy(
         update={
             "data_dir": tmp_path,
-            "model": ModelConfig(name="itemknn"),
+            "model": ItemKNNConfig(),
         }
     )
     as_of = start.as_of_time(date(2018, 10, 1))

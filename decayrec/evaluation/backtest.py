@@ -13,7 +13,7 @@ A backtest splits the lake's events before the as-of time by a protocol:
 Then it runs the night that would have followed the training data: as of midnight (in
 `config.timezone`) after the last training event, the nightly's own feature build
 (:func:`decayrec.lake.features.compute_features`, the same SQL and decay reference), the
-nightly's model (:func:`decayrec.scoring.lists.make_model`) and the nightly's lists
+nightly's model (:func:`decayrec.models.make_model`) and the nightly's lists
 (:func:`decayrec.scoring.lists.score_lists`), and measures those lists. Truth items never seen
 in training are dropped (and counted); a truth user without a list counts as zero.
 
@@ -35,7 +35,8 @@ from decayrec.config import DecayrecConfig
 from decayrec.evaluation.metrics import ranking_metrics
 from decayrec.lake.features import compute_features, prepare_decay_tables
 from decayrec.lake.session import LakeBuild, LakeSession
-from decayrec.scoring.lists import make_model, score_lists
+from decayrec.models import make_model
+from decayrec.scoring.lists import score_lists
 from decayrec.sqlfiles import sql
 
 SPLITS = ("test", "validation")

@@ -27,15 +27,13 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from decayrec.config import DecayrecConfig
+from decayrec.models.record import ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -72,36 +70,6 @@ def code_version() -> str:
         return "decayrec " + version("decayrec")
     except PackageNotFoundError:
         return "unknown"
-
-
-@dataclass
-class ModelRecord:
-    model_id: str
-    path: Path  # the model's directory
-    meta: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.meta["name"]
-
-    @property
-    def model_path(self) -> Path:
-        return self.path / "model.pt"
-
-    def config(self, base: DecayrecConfig) -> DecayrecConfig:
-        """`base` with this model's model and decay settings."""
-        saved = self.meta["config"]
-        return base.model_copy(
-            update={
-                "model": type(base.model).model_validate(saved["model"]),
-                "decay": type(base.decay).model_validate(saved["decay"]),
-            }
-        )
-
-    def load(self, device: torch.device | str = "cpu"):
-        from decayrec.models import model_class
-
-        return model_class(self.name).load(self.model_path, device=device)
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -34,16 +34,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from decayrec.config import DecayConfig, DecayrecConfig, ModelConfig
+from decayrec.config import DecayConfig, DecayrecConfig, ModelConfig, model_section
 from decayrec.evaluation.backtest import backtest
 from decayrec.lake.session import LakeSession
 from decayrec.sqlfiles import connect, run_script, sql
 
 METRIC = "ndcg@10"
-
-# the ModelConfig fields tuning chooses (the rest: batch sizes, devices, the gate's own
-# settings, stay as configured)
-TUNED_MODEL_FIELDS = ("name", "l2", "similarity", "neighbours", "factors", "reg", "alpha")
 
 RECENCY_GRID = [{"recency_events": r} for r in (0.0, 1.0, 2.0, 3.0, 5.0, 10.0)]
 MODEL_GRID: list[dict[str, Any]] = [
@@ -91,14 +87,15 @@ KERNEL_KEYS = (
 class Trial:
     number: int
     stage: str
-    model: dict[str, Any]  # the tuned ModelConfig fields
+    model: dict[str, Any]  # the model's name and its tuned settings
     decay: dict[str, Any]  # the whole DecayConfig
     score: float | None
     seconds: float
 
     @property
-    def l2(self) -> float:
-        return float(self.model["l2"])
+    def l2(self) -> float | None:
+        """EASE's lambda (None for the other models)."""
+        return float(self.model["l2"]) if "l2" in self.model else None
 
     def describe(self) -> str:
         return describe(self.model, self.decay)
@@ -120,8 +117,16 @@ class TuneResult:
 
 
 def tuned_model_fields(model: ModelConfig) -> dict[str, Any]:
+    """The model's name and the settings tuning chooses (its section's `tuned`; the
+    rest: batch sizes, devices, the gate's own settings, stay as configured)."""
     dumped = model.model_dump(mode="json")
-    return {k: dumped[k] for k in TUNED_MODEL_FIELDS}
+    return {k: dumped[k] for k in ("name", *model.tuned)}
+
+
+def tuned_model(config: DecayrecConfig, model: dict[str, Any]) -> ModelConfig:
+    """The configured model section with these tuned settings; settings of another
+    model (a grid point that switches models) are left out."""
+    return model_section({**config.model.model_dump(), **model})
 
 
 def with_settings(
@@ -129,10 +134,7 @@ def with_settings(
 ) -> DecayrecConfig:
     """`config` with these tuned model fields and this decay."""
     return config.model_copy(
-        update={
-            "decay": DecayConfig.model_validate(decay),
-            "model": ModelConfig.model_validate({**config.model.model_dump(), **model}),
-        }
+        update={"decay": DecayConfig.model_validate(decay), "model": tuned_model(config, model)}
     )
 
 
@@ -202,9 +204,7 @@ def tune(
         seen: set[str] = set()
         for stage, raw_model, raw_decay in candidates():
             # one spelling per point
-            model = tuned_model_fields(
-                ModelConfig.model_validate({**config.model.model_dump(), **raw_model})
-            )
+            model = tuned_model_fields(tuned_model(config, raw_model))
             decay = DecayConfig.model_validate(raw_decay).model_dump(mode="json")
             key = json.dumps([model, decay], sort_keys=True, default=str)
             if key in seen:
@@ -319,7 +319,7 @@ def record(config: DecayrecConfig, as_of: datetime, result: TuneResult) -> None:
                     "stage": t.stage,
                     "decay": json.dumps(t.decay, sort_keys=True),
                     "model": json.dumps(t.model, sort_keys=True),
-                    "l2": t.l2,
+                    "l2": _l2_column(t),
                     "metric": METRIC,
                     "score": t.score,
                     "seconds": t.seconds,
@@ -336,7 +336,7 @@ def record(config: DecayrecConfig, as_of: datetime, result: TuneResult) -> None:
                 "protocol": result.protocol,
                 "decay": json.dumps(result.winner.decay, sort_keys=True),
                 "model": json.dumps(result.winner.model, sort_keys=True),
-                "l2": result.winner.l2,
+                "l2": _l2_column(result.winner),
                 "metric": METRIC,
                 "score": result.winner.score,
                 "baseline_score": result.baseline.score,
@@ -348,6 +348,11 @@ def record(config: DecayrecConfig, as_of: datetime, result: TuneResult) -> None:
         con.execute("commit")
     finally:
         con.close()
+
+
+def _l2_column(trial: Trial) -> float:
+    """The tuning tables' (not null) `l2` column: EASE's lambda, NaN for other models."""
+    return float("nan") if trial.l2 is None else trial.l2
 
 
 def latest_winner(config: DecayrecConfig) -> dict[str, Any] | None:

@@ -41,7 +41,6 @@ from decayrec.lake.matrix import (
     snapshot_dir,
     snapshot_problem,
 )
-from decayrec.lake.matrix import EventSequences as EventSequences  # for decayrec.models
 from decayrec.lake.session import LakeBuild, LakeSession
 from decayrec.lake.staging import sha256_of
 from decayrec.sqlfiles import connect, run_script, sql
@@ -114,10 +113,7 @@ def _interactions(build: LakeBuild, decay: DecayConfig, as_of: datetime) -> None
 
 def sequence_length(config: DecayrecConfig) -> int:
     """Events per user a snapshot keeps for sequence models (0: none, the model needs none)."""
-    return config.model.seq_history if str(config.model.name) in SEQUENCE_MODELS else 0
-
-
-SEQUENCE_MODELS = ("sasrec",)
+    return config.model.sequence_events
 
 
 def read_sequences(build: LakeBuild, as_of: datetime, max_len: int) -> pa.Table:

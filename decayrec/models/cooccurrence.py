@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from decayrec.lake.features import InteractionMatrix
-from decayrec.models.device import dense_rows
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.models.device import user_rows
 
 # A scattered pair costs about as much as this many multiply-adds of a dense product
 # (2 CPU cores: 2.4e-8 s per pair at 10^7 events, 3e-11 s per multiply-add).
@@ -54,7 +54,7 @@ def gram_matrix(
     if pair_half_life_days <= 0 and SCATTER_COST * pairs >= n_users * n_items * width:
         for first in range(0, n_users, user_batch):
             users = np.arange(first, min(first + user_batch, n_users))
-            x, _, _ = dense_rows(matrix, ptr, users, values, device)
+            x, _, _ = user_rows(matrix, ptr, users, values, device)
             gram.addmm_(x[:, start:stop].T, x)
         return gram
     # Users grouped by their number of items L: each group's pairs are an (n, L, L)

@@ -1,11 +1,12 @@
-"""Torch device choice and the sparse-to-dense helper shared by models and scoring."""
+"""Torch device choice and a batch's inputs, shared by models and scoring: users' rows
+(dense or CSR), CSR columns re-indexed, users' last events."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from decayrec.lake.features import InteractionMatrix
+from decayrec.lake.matrix import EventSequences, InteractionMatrix
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -50,35 +51,66 @@ def csr_row_indices(csr: torch.Tensor) -> torch.Tensor:
     )
 
 
-def dense_rows(
+def user_rows(
     matrix: InteractionMatrix,
     ptr: np.ndarray,
     users: np.ndarray,
     values: np.ndarray,
     device: torch.device,
+    csr: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The rows of `users` as a dense len(users) x n_items float32 tensor, plus the (row,
+    """The rows of `users` as a len(users) x n_items float32 tensor, dense, or sparse CSR
+    with `csr` (the matrix's entries as they are: no dense rows built), plus the (row,
     col) positions of their entries, so that seen items can be masked even where a
     weight has decayed to zero."""
-    rows, cols, vals, _ = batch_entries(matrix, ptr, users, values, device)
-    dense = torch.zeros(len(users), matrix.shape[1], dtype=torch.float32, device=device)
-    dense[rows, cols] = vals
-    return dense, rows, cols
-
-
-def csr_rows(
-    matrix: InteractionMatrix,
-    ptr: np.ndarray,
-    users: np.ndarray,
-    values: np.ndarray,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The rows of `users` as a sparse CSR len(users) x n_items float32 tensor (the
-    matrix's entries as they are: no dense rows built), plus the (row, col) positions
-    of their entries, as `dense_rows`."""
     rows, cols, vals, lengths = batch_entries(matrix, ptr, users, values, device)
-    crow = torch.from_numpy(np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
-    csr = torch.sparse_csr_tensor(
-        crow.to(device), cols, vals, (len(users), matrix.shape[1]), check_invariants=False
-    )
-    return csr, rows, cols
+    shape = (len(users), matrix.shape[1])
+    if csr:
+        crow = torch.from_numpy(np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+        x = torch.sparse_csr_tensor(crow.to(device), cols, vals, shape, check_invariants=False)
+    else:
+        x = torch.zeros(shape, dtype=torch.float32, device=device)
+        x[rows, cols] = vals
+    return x, rows, cols
+
+
+def remap_columns(csr: torch.Tensor, mapping: torch.Tensor, n_cols: int) -> torch.Tensor:
+    """A CSR tensor's entries in other columns: column j becomes mapping[j] (-1: the
+    entry is dropped), of `n_cols` columns; entries stay sorted by column in each row."""
+    row = csr_row_indices(csr)
+    col = mapping.to(csr.device)[csr.col_indices()]
+    keep = col >= 0
+    row, col, value = row[keep], col[keep], csr.values()[keep]
+    order = torch.argsort(row * n_cols + col, stable=True)
+    counts = torch.bincount(row, minlength=csr.shape[0])
+    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return torch.sparse_csr_tensor(crow, col[order], value[order], (csr.shape[0], n_cols))
+
+
+def last_events(
+    sequences: EventSequences,
+    users: np.ndarray,
+    length: int,
+    item_map: np.ndarray | None = None,
+    ends: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last `length` events of each user (before event index `ends`, default their
+    last), left-padded: items (-1 = none), times, and each user's reference time.
+    `item_map` re-indexes items; events of items it maps to -1 are dropped."""
+    users = np.asarray(users, dtype=np.int64)
+    starts = sequences.ptr[users]
+    ends = sequences.ptr[users + 1] if ends is None else np.asarray(ends, dtype=np.int64)
+    items, times = sequences.items, sequences.times
+    if item_map is not None:
+        known = item_map[items] >= 0
+        kept_before = np.concatenate(([0], np.cumsum(known)))
+        starts, ends = kept_before[starts], kept_before[ends]
+        items, times = item_map[items[known]], times[known]
+    index = ends[:, None] - length + np.arange(length)[None, :]
+    valid = index >= np.maximum(starts, ends - length)[:, None]
+    index = np.where(valid, index, 0)
+    if len(items) == 0:
+        return np.full(index.shape, -1, np.int64), np.zeros(index.shape), sequences.ref_times[users]
+    out_items = np.where(valid, items[index], -1)
+    out_times = np.where(valid, times[index], 0.0)
+    return out_items, out_times, sequences.ref_times[users]

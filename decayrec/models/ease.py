@@ -22,21 +22,15 @@ whatever device it is given (CUDA or CPU).
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from decayrec.lake.features import InteractionMatrix
-from decayrec.models.base import (
-    model_file_errors,
-    read_model_file,
-    saved_item_ids,
-    saved_number,
-    saved_tensor,
-    write_model_file,
-)
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.models.base import Input, Model, positive_mean
 from decayrec.models.cooccurrence import gram_matrix
+from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 
 class CatalogueTooLarge(ValueError):
@@ -46,9 +40,9 @@ class CatalogueTooLarge(ValueError):
 SPARSE_ROWS = 0.05  # score batches sparser than this share of non-zeros as CSR
 
 
-class EASE:
+class EASE(Model):
     name = "ease"
-    sparse_rows = True  # score() takes CSR batches
+    input = Input.CSR
 
     def __init__(
         self,
@@ -75,8 +69,7 @@ class EASE:
                 f"EASE on {n_items} items needs about {gib:.1f} GiB; model.max_items is "
                 f"{self.max_items}. Raise it if the memory is there, or choose another model."
             )
-        positive = matrix.weights[matrix.weights > 0]
-        self.scale = float(positive.mean()) if len(positive) else 1.0
+        self.scale = positive_mean(matrix.weights)
         values = matrix.weights / self.scale
         gram = gram_matrix(
             matrix,
@@ -108,28 +101,22 @@ class EASE:
             x = x.to_dense()
         return (x / self.scale) @ self.B
 
-    def save(self, path: str | Path) -> None:
-        write_model_file(
-            {
-                "B": self.B.cpu(),
-                "scale": self.scale,
-                "l2": self.l2,
-                "item_ids": [str(item) for item in self.item_ids],
-            },
-            path,
-        )
+    def state(self) -> dict[str, Any]:
+        return {
+            "B": self.B.cpu(),
+            "scale": self.scale,
+            "l2": self.l2,
+            "item_ids": [str(item) for item in self.item_ids],
+        }
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> EASE:
-        """A saved model; a file that is not one raises ModelFileError naming it."""
-        state = read_model_file(path)
-        with model_file_errors(path):
-            item_ids = saved_item_ids(state)
-            B = saved_tensor(state, "B", 2)
-            if tuple(B.shape) != (len(item_ids), len(item_ids)):
-                raise ValueError(f"B is {tuple(B.shape)} for {len(item_ids)} items")
-            model = cls(l2=saved_number(state, "l2"), device=device)
-            model.B = B.to(device)
-            model.scale = saved_number(state, "scale")
-            model.item_ids = item_ids
+    def from_state(cls, state: dict[str, Any], device: torch.device | str) -> EASE:
+        item_ids = saved_item_ids(state)
+        B = saved_tensor(state, "B", 2)
+        if tuple(B.shape) != (len(item_ids), len(item_ids)):
+            raise ValueError(f"B is {tuple(B.shape)} for {len(item_ids)} items")
+        model = cls(l2=saved_number(state, "l2"), device=device)
+        model.B = B.to(device)
+        model.scale = saved_number(state, "scale")
+        model.item_ids = item_ids
         return model

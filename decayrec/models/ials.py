@@ -29,22 +29,15 @@ scoring never depends on which users were in the training matrix. Runs on any de
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from decayrec.lake.features import InteractionMatrix
-from decayrec.models.base import (
-    model_file_errors,
-    positive_mean,
-    read_model_file,
-    saved_item_ids,
-    saved_number,
-    saved_tensor,
-    write_model_file,
-)
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.models.base import Input, Model, positive_mean
 from decayrec.models.device import csr_row_indices
+from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 
 def conjugate_gradient(
@@ -84,9 +77,9 @@ _INT_PARAMS = {"factors", "iterations", "cg_steps", "fold_in_steps", "seed"}
 _PARAMS = _INT_PARAMS | {"alpha", "reg"}
 
 
-class IALS:
+class IALS(Model):
     name = "ials"
-    sparse_rows = True  # score() takes CSR batches: fold-in reads only the entries
+    input = Input.CSR  # fold-in reads only the rows' entries
 
     def __init__(
         self,
@@ -210,49 +203,43 @@ class IALS:
         """Scores of a batch of user rows (dense or CSR): fold-in, then x_u . y_i."""
         return self.fold_in(x) @ self.item_factors.to(x.device).T
 
-    def save(self, path: str | Path) -> None:
-        write_model_file(
-            {
-                "params": {
-                    "factors": self.factors,
-                    "alpha": self.alpha,
-                    "reg": self.reg,
-                    "iterations": self.iterations,
-                    "cg_steps": self.cg_steps,
-                    "fold_in_steps": self.fold_in_steps,
-                    "seed": self.seed,
-                },
-                "scale": self.scale,
-                "user_factors": self.user_factors.cpu(),
-                "item_factors": self.item_factors.cpu(),
-                "item_ids": [str(item) for item in self.item_ids],
+    def state(self) -> dict[str, Any]:
+        return {
+            "params": {
+                "factors": self.factors,
+                "alpha": self.alpha,
+                "reg": self.reg,
+                "iterations": self.iterations,
+                "cg_steps": self.cg_steps,
+                "fold_in_steps": self.fold_in_steps,
+                "seed": self.seed,
             },
-            path,
-        )
+            "scale": self.scale,
+            "user_factors": self.user_factors.cpu(),
+            "item_factors": self.item_factors.cpu(),
+            "item_ids": [str(item) for item in self.item_ids],
+        }
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> IALS:
-        """A saved model; a file that is not one raises ModelFileError naming it."""
-        state = read_model_file(path)
-        with model_file_errors(path):
-            params = state["params"]
-            if not isinstance(params, dict) or set(params) != _PARAMS:
-                raise ValueError(f"params are not the settings {sorted(_PARAMS)}")
-            params = {key: saved_number(params, key) for key in sorted(_PARAMS)}
-            if not all(isinstance(params[key], int) for key in _INT_PARAMS):
-                raise ValueError(f"params {sorted(_INT_PARAMS)} are not all integers")
-            item_ids = saved_item_ids(state)
-            users = saved_tensor(state, "user_factors", 2)
-            items = saved_tensor(state, "item_factors", 2)
-            factors = params["factors"]
-            if tuple(items.shape) != (len(item_ids), factors) or users.shape[1] != factors:
-                raise ValueError(
-                    f"factors {tuple(users.shape)} and {tuple(items.shape)} do not fit "
-                    f"{len(item_ids)} items x {factors} factors"
-                )
-            model = cls(**params, device=device)
-            model.scale = saved_number(state, "scale")
-            model.user_factors = users.to(device)
-            model.item_factors = items.to(device)
-            model.item_ids = item_ids
+    def from_state(cls, state: dict[str, Any], device: torch.device | str) -> IALS:
+        params = state["params"]
+        if not isinstance(params, dict) or set(params) != _PARAMS:
+            raise ValueError(f"params are not the settings {sorted(_PARAMS)}")
+        params = {key: saved_number(params, key) for key in sorted(_PARAMS)}
+        if not all(isinstance(params[key], int) for key in _INT_PARAMS):
+            raise ValueError(f"params {sorted(_INT_PARAMS)} are not all integers")
+        item_ids = saved_item_ids(state)
+        users = saved_tensor(state, "user_factors", 2)
+        items = saved_tensor(state, "item_factors", 2)
+        factors = params["factors"]
+        if tuple(items.shape) != (len(item_ids), factors) or users.shape[1] != factors:
+            raise ValueError(
+                f"factors {tuple(users.shape)} and {tuple(items.shape)} do not fit "
+                f"{len(item_ids)} items x {factors} factors"
+            )
+        model = cls(**params, device=device)
+        model.scale = saved_number(state, "scale")
+        model.user_factors = users.to(device)
+        model.item_factors = items.to(device)
+        model.item_ids = item_ids
         return model

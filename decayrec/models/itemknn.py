@@ -25,32 +25,25 @@ C is built by `decayrec.models.cooccurrence.gram_matrix`, whole when it fits in
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse
 import torch
 
-from decayrec.lake.features import InteractionMatrix
-from decayrec.models.base import (
-    model_file_errors,
-    positive_mean,
-    read_model_file,
-    saved_item_ids,
-    saved_number,
-    saved_tensor,
-    write_model_file,
-)
+from decayrec.lake.matrix import InteractionMatrix
+from decayrec.models.base import Input, Model, positive_mean
 from decayrec.models.cooccurrence import gram_matrix
+from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 Similarity = Literal["cosine", "jaccard", "lift"]
 Cooccurrence = Literal["decayed", "counts"]
 
 
-class ItemKNN:
+class ItemKNN(Model):
     name = "itemknn"
-    sparse_rows = True  # score() takes CSR batches as they are: no dense user rows needed
+    input = Input.CSR  # CSR rows times the sparse similarity: no dense user rows needed
+    settings = {"memory_mb": "score_memory_mb"}
 
     def __init__(
         self,
@@ -202,51 +195,46 @@ class ItemKNN:
             (str(self.item_ids[i]), float(terms[i])) for i in order[:top].tolist() if terms[i] > 0
         ]
 
-    def save(self, path: str | Path) -> None:
+    def state(self) -> dict[str, Any]:
         s = self.S.cpu()
-        write_model_file(
-            {
-                "similarity": self.similarity,
-                "neighbours": self.neighbours,
-                "cooccurrence": self.cooccurrence,
-                "scale": self.scale,
-                "indices": s.indices(),
-                "values": s.values(),
-                "shape": [int(n) for n in s.shape],
-                "item_ids": [str(item) for item in self.item_ids],
-            },
-            path,
-        )
+        return {
+            "similarity": self.similarity,
+            "neighbours": self.neighbours,
+            "cooccurrence": self.cooccurrence,
+            "scale": self.scale,
+            "indices": s.indices(),
+            "values": s.values(),
+            "shape": [int(n) for n in s.shape],
+            "item_ids": [str(item) for item in self.item_ids],
+        }
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> ItemKNN:
-        """A saved model; a file that is not one raises ModelFileError naming it. The
-        sparse similarity is rebuilt from its indices and values, index ranges checked."""
-        state = read_model_file(path)
-        with model_file_errors(path):
-            item_ids = saved_item_ids(state)
-            n_items = len(item_ids)
-            shape = tuple(state["shape"])
-            if shape != (n_items, n_items):
-                raise ValueError(f"the similarity is {shape} for {n_items} items")
-            indices = saved_tensor(state, "indices", 2)
-            values = saved_tensor(state, "values", 1)
-            if indices.dtype != torch.int64 or indices.shape[0] != 2:
-                raise ValueError(f"indices are {indices.dtype} {tuple(indices.shape)}")
-            if not values.is_floating_point() or indices.shape[1] != values.shape[0]:
-                raise ValueError(f"{values.shape[0]} {values.dtype} values for the indices")
-            if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n_items):
-                raise ValueError(f"similarity indices outside 0..{n_items - 1}")
-            model = cls(
-                state["similarity"],
-                int(state["neighbours"]),
-                state.get("cooccurrence", "decayed"),  # models saved before the option
-                device=device,
-            )
-            model.scale = saved_number(state, "scale")
-            similarity = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True)
-            model._set_similarity(similarity.to(device))
-            model.item_ids = item_ids
+    def from_state(cls, state: dict[str, Any], device: torch.device | str) -> ItemKNN:
+        """The sparse similarity is rebuilt from its indices and values, index ranges
+        checked."""
+        item_ids = saved_item_ids(state)
+        n_items = len(item_ids)
+        shape = tuple(state["shape"])
+        if shape != (n_items, n_items):
+            raise ValueError(f"the similarity is {shape} for {n_items} items")
+        indices = saved_tensor(state, "indices", 2)
+        values = saved_tensor(state, "values", 1)
+        if indices.dtype != torch.int64 or indices.shape[0] != 2:
+            raise ValueError(f"indices are {indices.dtype} {tuple(indices.shape)}")
+        if not values.is_floating_point() or indices.shape[1] != values.shape[0]:
+            raise ValueError(f"{values.shape[0]} {values.dtype} values for the indices")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n_items):
+            raise ValueError(f"similarity indices outside 0..{n_items - 1}")
+        model = cls(
+            state["similarity"],
+            int(state["neighbours"]),
+            state.get("cooccurrence", "decayed"),  # models saved before the option
+            device=device,
+        )
+        model.scale = saved_number(state, "scale")
+        similarity = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True)
+        model._set_similarity(similarity.to(device))
+        model.item_ids = item_ids
         return model
 
 

@@ -45,21 +45,23 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decayrec.lake.features import EventSequences, InteractionMatrix
-from decayrec.models.base import (
+from decayrec.lake.matrix import EventSequences, InteractionMatrix
+from decayrec.models.base import Input, Model
+from decayrec.models.device import entry_ranges, last_events
+from decayrec.models.files import (
     ModelFileError,
     model_file_errors,
     read_model_file,
     saved_item_ids,
     write_model_file,
 )
-from decayrec.models.device import entry_ranges
 
 log = logging.getLogger(__name__)
 
@@ -72,35 +74,6 @@ def log_time_bucket(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
     bucket = torch.floor(torch.log2(minutes)).long() + 1
     bucket = torch.where(dt < MINUTE, torch.zeros_like(bucket), bucket)
     return bucket.clamp(0, n_buckets - 1)
-
-
-def last_events(
-    sequences: EventSequences,
-    users: np.ndarray,
-    length: int,
-    item_map: np.ndarray | None = None,
-    ends: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The last `length` events of each user (before event index `ends`, default their
-    last), left-padded: items (-1 = none), times, and each user's reference time.
-    `item_map` re-indexes items; events of items it maps to -1 are dropped."""
-    users = np.asarray(users, dtype=np.int64)
-    starts = sequences.ptr[users]
-    ends = sequences.ptr[users + 1] if ends is None else np.asarray(ends, dtype=np.int64)
-    items, times = sequences.items, sequences.times
-    if item_map is not None:
-        known = item_map[items] >= 0
-        kept_before = np.concatenate(([0], np.cumsum(known)))
-        starts, ends = kept_before[starts], kept_before[ends]
-        items, times = item_map[items[known]], times[known]
-    index = ends[:, None] - length + np.arange(length)[None, :]
-    valid = index >= np.maximum(starts, ends - length)[:, None]
-    index = np.where(valid, index, 0)
-    if len(items) == 0:
-        return np.full(index.shape, -1, np.int64), np.zeros(index.shape), sequences.ref_times[users]
-    out_items = np.where(valid, items[index], -1)
-    out_times = np.where(valid, times[index], 0.0)
-    return out_items, out_times, sequences.ref_times[users]
 
 
 class _Block(nn.Module):
@@ -176,9 +149,23 @@ class _Network(nn.Module):
         return h @ self.items.weight[1:].T
 
 
-class TimeSASRec:
+class TimeSASRec(Model):
     name = "sasrec"
-    uses_sequences = True
+    input = Input.SEQUENCES
+    settings = {
+        "dim": "seq_dim",
+        "layers": "seq_layers",
+        "heads": "seq_heads",
+        "max_len": "seq_len",
+        "dropout": "seq_dropout",
+        "epochs": "seq_epochs",
+        "patience": "seq_patience",
+        "holdout": "seq_holdout",
+        "batch_size": "seq_batch",
+        "lr": "seq_lr",
+        "full_softmax_items": "seq_full_softmax_items",
+        "negatives": "seq_negatives",
+    }
 
     def __init__(
         self,
@@ -464,9 +451,6 @@ class TimeSASRec:
 
     # ---- scoring --------------------------------------------------------------------
 
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        raise TypeError("sasrec scores event sequences: use score_users(matrix, users)")
-
     def score_users(self, matrix: InteractionMatrix, users: np.ndarray) -> torch.Tensor:
         """Next-item probabilities (users x items) from each user's last events at their
         reference time; users without events get zeros (the popularity fallback)."""
@@ -500,40 +484,34 @@ class TimeSASRec:
 
     # ---- persistence ----------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
+    def state(self) -> dict[str, Any]:
         assert self.net is not None and self.item_ids is not None
-        write_model_file(
-            {
-                "hyper": self.hyper,
-                "item_ids": [str(i) for i in self.item_ids],
-                "state": self.net.state_dict(),
-                "history": self.history,
-            },
-            path,
-        )
+        return {
+            "hyper": self.hyper,
+            "item_ids": [str(i) for i in self.item_ids],
+            "state": self.net.state_dict(),
+            "history": self.history,
+        }
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> TimeSASRec:
-        """A saved model; a file that is not one raises ModelFileError naming it."""
-        saved = read_model_file(path, map_location=device)
-        with model_file_errors(path):
-            h = saved["hyper"]
-            model = cls(
-                dim=int(h["dim"]),
-                layers=int(h["layers"]),
-                heads=int(h["heads"]),
-                max_len=int(h["max_len"]),
-                dropout=float(h["dropout"]),
-                time_buckets=int(h["time_buckets"]),
-                device=device,
-            )
-            model.item_ids = saved_item_ids(saved)
-            model.net = model._new_network(len(model.item_ids))
-            state = saved["state"]
-            for key, tensor in state.items():
-                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    raise ValueError(f"network weights {key!r} are not finite")
-            model.net.load_state_dict(state)  # strict: every name and shape must match
-            model.net.eval()
-            model.history = list(saved["history"])
+    def from_state(cls, state: dict[str, Any], device: torch.device | str) -> TimeSASRec:
+        h = state["hyper"]
+        model = cls(
+            dim=int(h["dim"]),
+            layers=int(h["layers"]),
+            heads=int(h["heads"]),
+            max_len=int(h["max_len"]),
+            dropout=float(h["dropout"]),
+            time_buckets=int(h["time_buckets"]),
+            device=device,
+        )
+        model.item_ids = saved_item_ids(state)
+        model.net = model._new_network(len(model.item_ids))
+        weights = state["state"]
+        for key, tensor in weights.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"network weights {key!r} are not finite")
+        model.net.load_state_dict(weights)  # strict: every name and shape must match
+        model.net.eval()
+        model.history = list(state["history"])
         return model

@@ -11,13 +11,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from decayrec.config import DecayrecConfig, ModelName
-from decayrec.evaluation.champion import ModelRecord
+from decayrec.config import DecayrecConfig
 from decayrec.lake.features import build_snapshot, sequence_length
 from decayrec.lake.matrix import InteractionMatrix, Snapshot, load_snapshot
-from decayrec.models import EASE, IALS, AlignedScorer, ItemKNN, Model, TimeSASRec
+from decayrec.models import AlignedScorer, make_model
 from decayrec.models.device import pick_device
-from decayrec.scoring.recommend import Lists, recommend
+from decayrec.models.record import ModelRecord
+from decayrec.scoring.recommend import Lists, Scorer, configured_lists
 
 
 @dataclass
@@ -36,78 +36,25 @@ class TrainedLists:
     n_fallback_rows: int
 
 
-def make_model(
-    config: DecayrecConfig, checkpoint_dir: Path | None = None
-) -> tuple[Model, torch.device]:
-    """The configured model (unfitted) and the device it runs on; models that train in
-    epochs checkpoint to `checkpoint_dir` when given."""
-    device = pick_device(config.model.device)
-    m = config.model
-    torch.manual_seed(m.seed)
-    if m.name == ModelName.ials:
-        model: Model = IALS(
-            factors=m.factors,
-            alpha=m.alpha,
-            reg=m.reg,
-            iterations=m.iterations,
-            cg_steps=m.cg_steps,
-            seed=m.seed,
-            device=device,
-        )
-    elif m.name == ModelName.itemknn:
-        model = ItemKNN(
-            similarity=m.similarity,
-            neighbours=m.neighbours,
-            cooccurrence=m.cooccurrence,
-            memory_mb=m.score_memory_mb,
-            user_batch=m.user_batch,
-            device=device,
-            pair_half_life_days=config.decay.pair_half_life_days,
-        )
-    elif m.name == ModelName.sasrec:
-        model = TimeSASRec(
-            dim=m.seq_dim,
-            layers=m.seq_layers,
-            heads=m.seq_heads,
-            max_len=m.seq_len,
-            dropout=m.seq_dropout,
-            epochs=m.seq_epochs,
-            patience=m.seq_patience,
-            holdout=m.seq_holdout,
-            batch_size=m.seq_batch,
-            lr=m.seq_lr,
-            full_softmax_items=m.seq_full_softmax_items,
-            negatives=m.seq_negatives,
-            seed=m.seed,
-            device=device,
-            checkpoint_dir=checkpoint_dir,
-        )
-    elif m.name == ModelName.ease:
-        model = EASE(
-            l2=m.l2,
-            max_items=m.max_items,
-            user_batch=m.user_batch,
-            device=device,
-            pair_half_life_days=config.decay.pair_half_life_days,
-        )
-    else:
-        raise ValueError(f"unknown model {m.name!r}")
-    return model, device
+def run_dir(config: DecayrecConfig, run_id: str) -> Path:
+    """runs/<run_id>/ in the data directory, created."""
+    path = Path(config.data_dir) / "runs" / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def fit_model(config: DecayrecConfig, matrix: InteractionMatrix, run_id: str):
     """Fit the configured model and save it as runs/<run_id>/model.pt; returns (model,
     device, run_dir, model_path, fit seconds)."""
-    run_dir = Path(config.data_dir) / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    directory = run_dir(config, run_id)
     # a killed training resumes from its checkpoint when the same data comes back
     model, device = make_model(config, Path(config.data_dir) / "checkpoints")
     started = time.perf_counter()
     model.fit(matrix)
     seconds = time.perf_counter() - started
-    model_path = run_dir / "model.pt"
+    model_path = directory / "model.pt"
     model.save(model_path)
-    return model, device, run_dir, model_path, seconds
+    return model, device, directory, model_path, seconds
 
 
 def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
@@ -130,16 +77,14 @@ def score_saved_model(
     if sequence_length(model_config) and not snapshot.has_sequences:
         snapshot = build_snapshot(model_config, datetime.fromisoformat(snapshot.as_of_time))
     matrix = load_snapshot(snapshot)
-    run_dir = Path(config.data_dir) / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.model.device)
     model = AlignedScorer(record.load(device), matrix.item_ids)
     return _score_and_write(
-        record.config(config),
+        model_config,
         model,
         matrix,
         device,
-        run_dir,
+        run_dir(config, run_id),
         record.model_path,
         f"lists_{record.model_id}.parquet",
         0.0,
@@ -148,7 +93,7 @@ def score_saved_model(
 
 def score_lists(
     config: DecayrecConfig,
-    model: Model | AlignedScorer | None,
+    model: Scorer | None,
     matrix: InteractionMatrix,
     device: torch.device,
     k: int | None = None,
@@ -164,25 +109,15 @@ def score_lists(
         from decayrec.content import content_blend
 
         matrix, model, _ = content_blend(config, matrix, model, device)
-    lists = recommend(
-        model,
-        matrix,
-        k or config.k,
-        users=users,
-        min_history=config.model.min_history,
-        user_batch=config.model.user_batch,
-        device=device,
-        memory_mb=config.model.score_memory_mb,
-    )
-    return lists, matrix, name
+    return configured_lists(config, model, matrix, device, k, users), matrix, name
 
 
 def _score_and_write(
     config: DecayrecConfig,
-    model: Model | AlignedScorer | None,
+    model: Scorer | None,
     matrix: InteractionMatrix,
     device: torch.device,
-    run_dir: Path,
+    directory: Path,
     model_path: Path | None,
     lists_name: str,
     train_seconds: float,
@@ -190,10 +125,10 @@ def _score_and_write(
     started = time.perf_counter()
     lists, matrix, name = score_lists(config, model, matrix, device)
     table = lists.to_arrow(matrix)
-    lists_path = run_dir / lists_name
+    lists_path = directory / lists_name
     pq.write_table(table, lists_path)
     return TrainedLists(
-        run_dir=str(run_dir),
+        run_dir=str(directory),
         model_path=str(model_path) if model_path else "",
         lists_path=str(lists_path),
         model=name,
@@ -209,9 +144,9 @@ def _score_and_write(
 def popularity_lists(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
     """Every user's decayed-popularity list on the snapshot (what the gate publishes when
     no model clears the popularity floor and there is no champion)."""
-    run_dir = Path(config.data_dir) / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.model.device)
+    directory = run_dir(config, run_id)
+    matrix = load_snapshot(snapshot)
     return _score_and_write(
-        config, None, load_snapshot(snapshot), device, run_dir, None, "lists_popularity.parquet", 0
+        config, None, matrix, device, directory, None, "lists_popularity.parquet", 0
     )

@@ -10,29 +10,39 @@ fewer than K rows only when fewer than K items remain unseen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.device import csr_row_indices, csr_rows, dense_rows
+from decayrec.models.base import Input
+from decayrec.models.device import csr_row_indices, user_rows
+
+if TYPE_CHECKING:
+    from decayrec.config import DecayrecConfig
 
 SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "fallback"
 
 
 class Scorer(Protocol):
-    def score(self, x: torch.Tensor) -> torch.Tensor: ...
+    """A model, or a wrapper of one, as `recommend` scores with it: its declared `input`
+    says whether it reads the batch's rows, `score(x)` (CSR or dense), or the users'
+    events, `score_users(matrix, users)` (decayrec.models.base)."""
+
+    name: str
+    input: Input
 
 
 def model_scores(
     model: Scorer, matrix: InteractionMatrix, users: np.ndarray, x: torch.Tensor
 ) -> torch.Tensor:
-    """Scores (users x items): sequence models read the users' events, the others the rows."""
-    if getattr(model, "uses_sequences", False):
-        return model.score_users(matrix, users).to(x.device)  # type: ignore[attr-defined]
+    """Scores (users x items) of a batch: what the model's declared input says it reads,
+    the users' events or their rows `x` (built as it declares: see `recommend`)."""
+    if model.input is Input.SEQUENCES:
+        return model.score_users(matrix, users).to(x.device)
     return model.score(x)
 
 
@@ -89,6 +99,28 @@ class Lists:
     user_pos: np.ndarray | None = None  # position of each entry's user in the scored order
 
 
+def configured_lists(
+    config: DecayrecConfig,
+    model: Scorer | None,
+    matrix: InteractionMatrix,
+    device: torch.device | str,
+    k: int | None = None,
+    users: np.ndarray | None = None,
+) -> Lists:
+    """`recommend` with the configured list length (unless `k`), fallback threshold,
+    batch size and memory budget."""
+    return recommend(
+        model,
+        matrix,
+        k or config.k,
+        users=users,
+        min_history=config.model.min_history,
+        user_batch=config.model.user_batch,
+        device=device,
+        memory_mb=config.model.score_memory_mb,
+    )
+
+
 def recommend(
     model: Scorer | None,
     matrix: InteractionMatrix,
@@ -117,7 +149,9 @@ def recommend(
     pop_key = (pop / pop.max().clamp_min(1e-300) - 2.0).to(torch.float32) if n_items else pop
     pop_score = (pop / pop.max().clamp_min(1e-300)).to(torch.float32) if n_items else pop
 
-    rows_of = csr_rows if model is None or getattr(model, "sparse_rows", False) else dense_rows
+    # the rows as CSR (no dense batch built) unless the model declares dense rows; a
+    # sequence model reads events, the rows only mask what the users have seen
+    csr = model is None or model.input is not Input.DENSE
     if model is None:
         # popularity alone: only the k + (most items any user has seen) most popular items
         # can make a list, so the top-k runs over those columns, not the whole catalogue
@@ -129,7 +163,7 @@ def recommend(
     key_buffer: torch.Tensor | None = None
     for start in range(0, len(users), user_batch):
         batch = users[start : start + user_batch]
-        x, rows, cols = rows_of(matrix, ptr, batch, matrix.row_weights, device)
+        x, rows, cols = user_rows(matrix, ptr, batch, matrix.row_weights, device, csr)
         if model is not None:
             # one (batch x items) buffer for all batches: a fresh 160 MB tensor per batch
             # costs more in page faults than the top-k itself (measured at 20k items)

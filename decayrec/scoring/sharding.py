@@ -22,9 +22,10 @@ import torch
 
 from decayrec.config import DecayrecConfig
 from decayrec.lake.matrix import Snapshot, load_snapshot
+from decayrec.models import Model, model_class
 from decayrec.models.device import pick_device
 from decayrec.scoring.lists import TrainedLists, fit_model
-from decayrec.scoring.recommend import recommend
+from decayrec.scoring.recommend import configured_lists
 
 
 @dataclass
@@ -60,16 +61,9 @@ def shard_of(user_ids: np.ndarray, n_shards: int) -> np.ndarray:
     )
 
 
-def load_model(name: str, path: str | Path, device: torch.device | str = "cpu"):
-    """A saved model of the given name (ModelConfig.name), e.g. runs/<run_id>/model.pt."""
-    try:
-        from decayrec.models import model_class
-    except ImportError:  # a single-model build
-        from decayrec.models.ease import EASE
-
-        if str(name) != "ease":
-            raise ValueError(f"unknown model {name!r}") from None
-        return EASE.load(path, device=device)
+def load_model(name: str, path: str | Path, device: torch.device | str = "cpu") -> Model:
+    """A saved model of the given name (a model section's `name`), e.g.
+    runs/<run_id>/model.pt."""
     return model_class(str(name)).load(path, device=device)
 
 
@@ -98,16 +92,7 @@ def score_shard(config: DecayrecConfig, plan: ShardPlan, shard: int) -> ShardLis
     device = pick_device(config.model.device)
     model = load_model(plan.fitted.model, plan.fitted.model_path, device)
     users = np.nonzero(shard_of(matrix.user_ids, n_shards) == shard)[0]
-    lists = recommend(
-        model,
-        matrix,
-        config.k,
-        users=users,
-        min_history=config.model.min_history,
-        user_batch=config.model.user_batch,
-        device=device,
-        memory_mb=config.model.score_memory_mb,
-    )
+    lists = configured_lists(config, model, matrix, device, users=users)
     table = lists.to_arrow(matrix).append_column("user_idx", pa.array(lists.user_idx, pa.int64()))
     path = Path(plan.out_dir) / f"shard-{shard}-of-{n_shards}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)

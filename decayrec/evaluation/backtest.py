@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from decayrec.config import DecayrecConfig
+from decayrec.evaluation.content_report import BacktestBlend
 from decayrec.evaluation.metrics import ranking_metrics
 from decayrec.lake.features import compute_features, prepare_decay_tables
 from decayrec.lake.session import LakeBuild, LakeSession
@@ -194,8 +195,6 @@ def _backtest(
         result[name] = ranking_metrics(ranked, truth_sets, config.evaluation.ks, matrix.shape[1])
         if name == "model" and config.content.enabled:
             # the cold-start figures of the blend the lists were scored with
-            from decayrec.content import BacktestBlend
-
             blend = BacktestBlend(build, config, matrix, model, device)
             result["content"] = blend.report(
                 ranked[: len(users)], users, truth_sets[: len(users)], config.evaluation.ks

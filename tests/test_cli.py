@@ -70,14 +70,19 @@ def test_run_with_events_and_a_failure_paragraph(tmp_path):
     assert "nope.csv does not exist" in paragraph
 
 
-def test_a_run_whose_events_glob_matches_nothing_fails_with_a_paragraph(tmp_path):
+def test_a_run_whose_source_glob_matches_nothing_fails_with_a_paragraph(tmp_path):
     """No input rows at all: the run fails at features and publishes nothing (0-row lists
-    are no success). Events that all come after the as-of instant: tests/test_run_outcomes.py."""
+    are no success). A config's glob may match nothing on a night (the lake may hold the
+    events already); a glob given with --events that matches nothing is an input error
+    (tests/test_cli_errors.py). Events that all come after the as-of instant:
+    tests/test_run_outcomes.py."""
     data_dir = tmp_path / "d"
+    config = tmp_path / "decayrec.yaml"
+    config.write_text(f"sources:\n  - path: {tmp_path / 'none' / '*.csv'}\n")
     nothing = run_cli(
         "run",
-        "--events",
-        str(tmp_path / "none" / "*.csv"),
+        "--config",
+        str(config),
         "--as-of",
         "2024-01-01",
         "--warehouse",

@@ -168,6 +168,6 @@ def test_reexport_republishes_a_day_from_its_stored_model(backfilled):
     assert result.stdout.startswith("re-exported 2024-01-02 as run ")
     assert "60 rows for 30 users; published: True" in result.stdout
     with duckdb.connect(str(folder / "d" / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute(
-            "select count(*), max(rank) from recommendations_latest"
-        ).fetchall() == [(60, 2)]
+        assert con.execute("select count(*), max(rank) from recommendations_latest").fetchall() == [
+            (60, 2)
+        ]

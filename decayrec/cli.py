@@ -1,78 +1,155 @@
-"""The `decayrec` command line: run the nightly flow once, or a demo on synthetic events."""
+"""The `decayrec` command line: the nightly flow once, a backfill of a date range, a
+re-export, tuning, the deployments, synthetic events, benchmarks and warehouse queries.
+
+Every input and config error is found before a Prefect server starts, and is one
+paragraph on stderr with exit status 1 (DECAYREC_TRACEBACK=1 prints the traceback too)."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import glob
 import json
 import logging
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from decayrec.config import (
+    MODEL_SECTIONS,
+    ConfigError,
     DecayrecConfig,
     SourceConfig,
     load_config,
+    mask_url,
+    model_section,
     movielens_sources,
 )
 
+COMMANDS = {  # name: (one line for `decayrec --help`, more for `decayrec NAME --help`)
+    "run": ("run the nightly flow once", "ingest, validate, train, evaluate, gate, publish"),
+    "demo": ("run the nightly flow on synthetic events with interest drift", ""),
+    "backfill": ("run the nightly flow for each date from START to END", "oldest first"),
+    "reexport": ("publish a date's lists again from its stored model", "without retraining"),
+    "tune": (
+        "tune decay and model settings on a validation split",
+        "never the test window; the nightly flow then uses the winner",
+    ),
+    "serve": (
+        "serve the nightly, backfill, reexport and tune deployments",
+        "against the Prefect API in PREFECT_API_URL until interrupted (the config is stored "
+        "with them)",
+    ),
+    "generate": (
+        "write synthetic events with known interest drift to Parquet",
+        "and their ground truth",
+    ),
+    "bench": (
+        "time the nightly stages on synthetic events",
+        "ingest, validate, features, train, evaluate, export: wall s, events/s and peak RSS "
+        "per stage, NDCG@10 on the global-time protocol; writes bench.json and bench.md",
+    ),
+    "sql": ("print a query of sql/queries on the warehouse", "no NAME: list them"),
+}
+FLOW_COMMANDS = ("run", "demo", "backfill", "reexport", "tune")  # they need a Prefect API
+SOURCE_COMMANDS = ("run", "backfill", "tune", "serve")  # they take --events / --movielens
+
+
+class UsageError(ValueError):
+    """A command line, config or input that cannot run: the message says which and why."""
+
+
+def _config_options(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--warehouse", help="warehouse URL, e.g. duckdb:///path/file.duckdb")
+    if command in ("run", "demo", "tune"):
+        p.add_argument("--as-of", metavar="YYYY-MM-DD", help="as-of date (default: today)")
+    p.add_argument("--k", type=int, help="items per user")
+    p.add_argument("--data-dir", help="where the lake, snapshots and results go")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"the model to train: one of {', '.join(MODEL_SECTIONS)} (its settings: the "
+        "config's, or the defaults; the tuning winner is then not applied)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="settings",
+        metavar="KEY.PATH=VALUE",
+        help="override one config setting, e.g. --set model.l2=200 --set "
+        "decay.half_life_days=30 (repeatable; values read as YAML; applied after --model)",
+    )
+    if command in SOURCE_COMMANDS:
+        p.add_argument(
+            "--events",
+            nargs="+",
+            default=[],
+            metavar="PATH_OR_GLOB",
+            help="event files (CSV, Parquet, JSON Lines) with canonical columns",
+        )
+        p.add_argument("--movielens", metavar="DIR", help="a MovieLens directory")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="decayrec", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (
-        ("run", "run the nightly flow once"),
-        ("demo", "generate synthetic events with interest drift and run the nightly flow"),
-        ("tune", "tune decay and model parameters on a validation split (never the test window)"),
-        (
-            "serve",
-            "serve the nightly, backfill, reexport and tune deployments against the Prefect "
-            "API in PREFECT_API_URL until interrupted (the config is stored with them)",
-        ),
-    ):
-        p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--config", help="YAML config file")
-        p.add_argument("--warehouse", help="warehouse URL, e.g. duckdb:///path/file.duckdb")
-        p.add_argument("--as-of", type=date.fromisoformat, help="as-of date YYYY-MM-DD")
-        p.add_argument("--k", type=int, help="items per user")
-        p.add_argument("--data-dir", help="where the lake, snapshots and results go")
-        if name == "tune":
-            p.add_argument(
-                "--budget-seconds",
-                type=float,
-                default=600.0,
-                help="stop starting trials after this many seconds",
-            )
-            p.add_argument(
-                "--protocol",
-                choices=["user_time", "global_time"],
-                help="validation protocol (default: the first of evaluation.protocols)",
-            )
-        if name in ("run", "tune", "serve"):
-            p.add_argument(
-                "--events",
-                nargs="+",
-                default=[],
-                metavar="PATH_OR_GLOB",
-                help="event files (CSV, Parquet, JSON Lines) with canonical columns",
-            )
-            p.add_argument("--movielens", metavar="DIR", help="a MovieLens directory")
-    text = "write synthetic events with known interest drift (and their ground truth) to Parquet"
-    gen = sub.add_parser("generate", help=text, description=text)
+    parser = argparse.ArgumentParser(
+        prog="decayrec",
+        description="decayrec: a nightly batch recommender with dynamic interest decay.",
+        epilog="`decayrec COMMAND --help` shows a command's options. Errors are one paragraph "
+        "on stderr (exit status 1); DECAYREC_TRACEBACK=1 adds the traceback.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+
+    def command(name: str) -> argparse.ArgumentParser:
+        line, more = COMMANDS[name]
+        return sub.add_parser(name, help=line, description=f"{line}: {more}" if more else line)
+
+    for name in ("run", "demo"):
+        _config_options(command(name), name)
+    b = command("backfill")
+    b.add_argument("start", metavar="START", help="first as-of date YYYY-MM-DD")
+    b.add_argument("end", metavar="END", help="last as-of date YYYY-MM-DD (inclusive)")
+    b.add_argument(
+        "--force", action="store_true", help="rerun days already published, replacing their lists"
+    )
+    _config_options(b, "backfill")
+    r = command("reexport")
+    r.add_argument("as_of", metavar="AS_OF", help="the as-of date YYYY-MM-DD to republish")
+    r.add_argument(
+        "--source-run-id",
+        metavar="RUN_ID",
+        help="the run whose stored model is used (default: the newest succeeded run of AS_OF)",
+    )
+    _config_options(r, "reexport")
+    t = command("tune")
+    _config_options(t, "tune")
+    t.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=600.0,
+        help="stop starting trials after this many seconds",
+    )
+    t.add_argument(
+        "--protocol",
+        choices=["user_time", "global_time"],
+        help="validation protocol (default: the first of evaluation.protocols)",
+    )
+    t.add_argument("--max-trials", type=int, metavar="N", help="stop after N trials")
+    _config_options(command("serve"), "serve")
+    gen = command("generate")
     gen.add_argument("--events", type=int, required=True, metavar="N", help="number of events")
     gen.add_argument("--out", required=True, metavar="DIR", help="output directory")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--chunk-users", type=int, help="users generated and written at a time")
-    text = (
-        "time the nightly stages (ingest, validate, features, train, evaluate, export) on "
-        "synthetic events: wall s, events/s and peak RSS per stage, NDCG@10 on the "
-        "global-time protocol; writes bench.json and bench.md"
-    )
-    b = sub.add_parser("bench", help=text, description=text)
+    b = command("bench")
     b.add_argument("--events", type=int, required=True, metavar="N", help="number of events")
     b.add_argument("--model", choices=["ease", "ials", "itemknn"], default="ease")
     b.add_argument(
@@ -113,8 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--half-life-days", type=float, help="decay half-life (default: the config's default)"
     )
-    text = "run a query of sql/queries on the warehouse and print a table (no NAME: list them)"
-    q = sub.add_parser("sql", help=text, description=text)
+    q = command("sql")
     q.add_argument("name", nargs="?", metavar="NAME", help="query name, e.g. top_items")
     q.add_argument(
         "--param",
@@ -233,18 +309,157 @@ def log_to_file(data_dir: str | Path, command: str) -> Path:
     return path
 
 
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic error as `field.path: problem; ...` (the model's tag left out of paths)."""
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if len(loc) > 1 and loc[0] == "model" and loc[1] in MODEL_SECTIONS:
+            del loc[1]  # model.ease.l2 -> model.l2
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{'.'.join(loc) or 'the config'}: {message}")
+    return "; ".join(problems)
+
+
+def _date(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"{what} {text!r} is not a date YYYY-MM-DD ({exc})") from None
+
+
+def set_setting(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set key.path=value` to the config's data (value read as YAML)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set {assignment!r}: expected KEY.PATH=VALUE, e.g. --set model.l2=200")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        path = ".".join(parts[: i + 1])
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UsageError(f"--set {key}: {path} is not an index of a list of {len(node)}")
+            part = int(part)  # type: ignore[assignment]
+        elif not isinstance(node, dict):
+            raise UsageError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
+        elif not last and node.get(part) is None:
+            node[part] = {}
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+
+
 def build_config(args: argparse.Namespace) -> DecayrecConfig:
-    config = load_config(
-        args.config, warehouse_url=args.warehouse, k=args.k, data_dir=args.data_dir
-    )
-    extra: list[SourceConfig] = []
-    for path in getattr(args, "events", []) or []:
-        extra.append(SourceConfig(path=path))
+    """The config of a command line: the config file, the top-level options, the sources,
+    --model, then each --set; validated once more after the overrides."""
+    try:
+        config = load_config(
+            args.config, warehouse_url=args.warehouse, k=args.k, data_dir=args.data_dir
+        )
+    except ValidationError as exc:
+        where = f"config file {args.config}" if args.config else "--warehouse, --k, --data-dir"
+        raise UsageError(f"{where}: {validation_problems(exc)}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"config file {args.config}: {exc}") from None
+    data = config.model_dump()
+    extra: list[SourceConfig] = [SourceConfig(path=p) for p in getattr(args, "events", [])]
     if getattr(args, "movielens", None):
+        if not Path(args.movielens).is_dir():
+            raise UsageError(
+                f"--movielens {args.movielens}: no such directory (it should hold MovieLens' "
+                "ratings.csv and tags.csv)"
+            )
         extra.extend(movielens_sources(args.movielens))
-    if extra:
-        config = config.model_copy(update={"sources": [*config.sources, *extra]})
-    return config
+    data["sources"] += [source.model_dump() for source in extra]
+    if args.model:
+        try:
+            data["model"] = model_section({**data["model"], "name": args.model}).model_dump()
+        except (ConfigError, ValidationError) as exc:
+            problem = validation_problems(exc) if isinstance(exc, ValidationError) else exc
+            raise UsageError(f"--model {args.model}: {problem}") from None
+        data["use_tuned"] = False  # the model asked for, not the tuning winner's
+    for assignment in args.settings:
+        set_setting(data, assignment)
+    try:
+        return DecayrecConfig.model_validate(data)
+    except ValidationError as exc:
+        given = [f"--model {args.model}"] if args.model else []
+        given += [f"--set {setting}" for setting in args.settings]
+        where = " ".join(given) or "the sources"
+        raise UsageError(f"{where}: {validation_problems(exc)}") from None
+
+
+def check_inputs(args: argparse.Namespace, config: DecayrecConfig) -> None:
+    """What a flow would fail on later, found now: sources that do not exist (and
+    --events globs that match nothing; a config's glob may match nothing on a night
+    without new files), no source at all, a warehouse URL of an unknown scheme."""
+    from decayrec.lake.ingest import source_files
+    from decayrec.warehouse import configured_warehouse
+
+    for path in getattr(args, "events", []):
+        if any(ch in path for ch in "*?[") and not any(
+            Path(f).is_file() for f in glob.glob(path, recursive=True)
+        ):
+            raise UsageError(f"--events {path}: no file matches this glob")
+    for source in config.sources:
+        source_files(source)  # IngestError: the file does not exist
+    if args.command in ("run", "backfill", "tune") and not config.sources:
+        raise UsageError("no event source: give --events, --movielens or sources in --config")
+    if config.warehouse_url or not config.warehouse.secret_block:  # a block needs Prefect
+        configured_warehouse(config)  # WarehouseError: unsupported scheme
+
+
+@dataclass
+class Prepared:
+    """A command line checked before any Prefect server starts."""
+
+    config: DecayrecConfig
+    as_of: date | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+def prepare(args: argparse.Namespace) -> Prepared | None:
+    """The config and dates of a command that takes a config (None for the others),
+    every input checked; raises UsageError (or the input's own error) naming the problem."""
+    if args.command not in (*FLOW_COMMANDS, "serve"):
+        return None
+    prepared = Prepared(build_config(args))
+    if getattr(args, "as_of", None):
+        prepared.as_of = _date(args.as_of, "--as-of" if args.command != "reexport" else "AS_OF")
+    if args.command == "backfill":
+        prepared.start, prepared.end = _date(args.start, "START"), _date(args.end, "END")
+        if prepared.end < prepared.start:
+            raise UsageError(f"backfill: END {prepared.end} is before START {prepared.start}")
+    check_inputs(args, prepared.config)
+    return prepared
+
+
+def _failed(args: argparse.Namespace, exc: BaseException, log_path: Path | None) -> int:
+    """One paragraph for the operator (the traceback with DECAYREC_TRACEBACK=1)."""
+    message = _mask_passwords(" ".join(str(exc).split()), args)
+    kind = "" if isinstance(exc, UsageError) else f"{type(exc).__name__}: "
+    where = f" (the full log, tracebacks included: {log_path})" if log_path else ""
+    if log_path and _LOG_FILE is not None and _LOG_FILE.failed:
+        where = f" (the log {log_path} could not be written in full)"
+    print(f"decayrec {args.command} failed: {kind}{message}{where}", file=sys.stderr)
+    if log_path is not None:
+        logging.getLogger(_FILE_ONLY).error(
+            "decayrec %s failed: %s", args.command, message, exc_info=exc
+        )
+    if os.environ.get("DECAYREC_TRACEBACK"):
+        traceback.print_exception(exc)
+    # Drop the failed frames (and the closed DuckDB handles they still reference)
+    # before interpreter exit.
+    traceback.clear_frames(exc.__traceback__)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,16 +467,20 @@ def main(argv: list[str] | None = None) -> int:
     # No telemetry: this machine (and many production ones) cannot reach the internet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    try:
+        prepared = prepare(args)  # before any Prefect server: bad input fails in a second
+    except Exception as exc:
+        return _failed(args, exc, None)
     from decayrec.process import exit_on_sigterm, prefect_api
 
     # Commands that run flows get a Prefect API: PREFECT_API_URL, else a temporary server
     # of this process that is stopped on exit, on SIGTERM and Ctrl-C, and dies with it.
-    runs_flows = args.command in ("run", "demo", "tune") or (args.command == "bench" and args.flow)
+    runs_flows = args.command in FLOW_COMMANDS or (args.command == "bench" and args.flow)
     with exit_on_sigterm(), prefect_api(enabled=runs_flows):
-        return _command(args)
+        return _command(args, prepared)
 
 
-def _command(args: argparse.Namespace) -> int:
+def _command(args: argparse.Namespace, prepared: Prepared | None) -> int:
     log_path: Path | None = None
     try:
         if args.command == "sql":
@@ -285,23 +504,20 @@ def _command(args: argparse.Namespace) -> int:
                 flow=args.flow,
                 half_life_days=args.half_life_days,
             )
-        config = build_config(args)
-        if args.command in ("run", "demo", "tune"):
-            log_path = log_to_file(config.data_dir, args.command)
-        as_of = args.as_of
+        assert prepared is not None
+        config, as_of = prepared.config, prepared.as_of
+        if args.command == "serve":
+            from deployments.serve import serve_all
+
+            serve_all(config)
+            return 0
+        log_path = log_to_file(config.data_dir, args.command)
         if args.command == "demo":
             from decayrec_tools.synthetic import write_demo_events
 
             path = write_demo_events(Path(config.data_dir) / "demo" / "events.parquet")
             config = config.model_copy(update={"sources": [SourceConfig(path=str(path))]})
             as_of = as_of or date(2025, 1, 1)
-        if args.command == "serve":
-            from deployments.serve import serve_all
-
-            serve_all(config)
-            return 0
-        if not config.sources:
-            raise ValueError("no event source: give --events, --movielens or sources in --config")
         if args.command == "tune":
             from flows.tune import tune_flow
 
@@ -310,67 +526,52 @@ def _command(args: argparse.Namespace) -> int:
                 config=config,
                 budget_seconds=args.budget_seconds,
                 protocol=args.protocol,
+                max_trials=args.max_trials,
             )
             print(json.dumps(result, indent=2, default=str))
+            return 0
+        if args.command == "backfill":
+            from flows.backfill import backfill
+
+            result = backfill(prepared.start, prepared.end, force=args.force, config=config)
+            for day in result["days"]:
+                run = f" run {day['run_id']}" if day.get("run_id") else ""
+                print(f"{day['as_of']}: {day['outcome']}{run}")
+            return 0
+        if args.command == "reexport":
+            from flows.reexport import reexport
+
+            result = reexport(as_of, config=config, source_run_id=args.source_run_id)
+            print(
+                f"re-exported {result['as_of']} as run {result['run_id']}: {result['n_rows']} "
+                f"rows for {result['n_users']} users; published: {result['published']}; "
+                f"warehouse: {mask_url(config.resolved_warehouse_url)}"
+            )
             return 0
         from flows.nightly import nightly
 
         summary = nightly(as_of=as_of, config=config)
     except Exception as exc:  # one paragraph, not a traceback, for the operator
-        message = _mask_passwords(" ".join(str(exc).split()), args)
-        where = f" (the full log, tracebacks included: {log_path})" if log_path else ""
-        if log_path and _LOG_FILE is not None and _LOG_FILE.failed:
-            where = f" (the log {log_path} could not be written in full)"
-        print(
-            f"decayrec {args.command} failed: {type(exc).__name__}: {message}{where}",
-            file=sys.stderr,
-        )
-        if log_path is not None:
-            logging.getLogger(_FILE_ONLY).error(
-                "decayrec %s failed: %s", args.command, message, exc_info=exc
-            )
-        if os.environ.get("DECAYREC_TRACEBACK"):
-            raise
-        # Drop the failed frames (and the closed DuckDB handles they still reference)
-        # before interpreter exit.
-        traceback.clear_frames(exc.__traceback__)
-        return 1
+        return _failed(args, exc, log_path)
     _report(config, summary)
     return 0
 
 
 def _report(config: DecayrecConfig, summary: dict[str, Any]) -> None:
+    """What the run did (decayrec.report), and one user's published list."""
+    from decayrec.report import sample_text, summary_text
     from decayrec.sqlfiles import sql
     from decayrec.warehouse import configured_warehouse
 
-    warehouse = configured_warehouse(config)
-    print(
-        f"\nrun {summary['run_id']} for {summary['as_of']}: {summary['n_rows']} rows for "
-        f"{summary['n_users']} users ({summary['n_fallback_rows']} from the popularity "
-        f"fallback); published: {summary['published']}"
-    )
-    print(f"stage seconds: {json.dumps(summary.get('stage_seconds'))}")
-    for protocol, result in (summary.get("metrics") or {}).items():
-        if "model" in result:
-            m, p = result["model"], result["popularity"]
-            print(
-                f"{protocol}: {result['n_eval_users']} users  model NDCG@10 {m['ndcg@10']:.4f} "
-                f"Recall@10 {m['recall@10']:.4f}  |  popularity NDCG@10 {p['ndcg@10']:.4f} "
-                f"Recall@10 {p['recall@10']:.4f}"
-            )
-        else:
-            print(f"{protocol}: {result.get('skipped')}")
-    print(f"lake (events, quarantine, load_log): {config.lake_path}")
-    print(
-        f"warehouse (recommendations, recommendation_runs, recommendations_latest): {warehouse.url}"
-    )
-    # scores rounded here: PostgreSQL has no round(double precision, integer)
-    sample = warehouse.query(sql("ops/report_sample")).to_pylist()
-    if sample:
-        print(f"list of user {sample[0]['user_id']}:")
-        for row in sample:
-            score = round(float(row["score"]), 4)
-            print(f"  {row['rank']:>3}  {row['item_id']:<12} {score:>10}  {row['source']}")
+    if "summary" not in summary:  # skipped: another run held the night, or too late
+        print(
+            f"\nrun {summary['run_id']} for {summary['as_of']}: {summary['status']}: "
+            f"{summary.get('error')}"
+        )
+        return
+    print("\n" + summary_text(summary["summary"]))
+    sample = configured_warehouse(config).query(sql("ops/report_sample")).to_pylist()
+    print(sample_text(sample))
 
 
 if __name__ == "__main__":

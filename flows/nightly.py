@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from decayrec.config import DecayrecConfig
+from decayrec.report import log_message, plain, run_facts
 from decayrec.warehouse.base import RunOutcome
 from flows.guard import exclusive_publishing_run, record_failure
 from flows.scoring import train_lists
@@ -109,7 +110,7 @@ def nightly(
         status="succeeded",
         metrics={
             **metrics,
-            "decay": {**decay, "tune_id": tune_id},
+            "decay": plain({**decay, "tune_id": tune_id}),
             "gate": gate,
             "publish_check": checked,
         },
@@ -122,11 +123,28 @@ def nightly(
         validation_paths=[b.validation_path for b in loaded],
     )
     record_run(config, run_id, outcome)
-    get_run_logger().info("run %s for %s: %s", run_id, as_of, outcome_summary(outcome))
+    facts = run_facts(
+        config,
+        run_id=run_id,
+        as_of=as_of,
+        model=trained.model,
+        stage_seconds=stage.seconds,
+        batches=loaded,
+        metrics=outcome.metrics,
+        n_users=trained.n_users,
+        n_rows=trained.n_rows,
+        n_fallback_rows=trained.n_fallback_rows,
+        published=published,
+    )
+    # one record: a headline, the facts as JSON (and as `summary` for structured handlers)
+    get_run_logger().info(log_message(facts), extra={"summary": facts})
     run_artifacts(config, run_id, outcome, loaded, trained.lists_path)
-    return {
-        "run_id": run_id,
-        "as_of": as_of.isoformat(),
-        "batches": [b.__dict__ for b in loaded],
-        **outcome_summary(outcome),
-    }
+    return plain(
+        {
+            "run_id": run_id,
+            "as_of": as_of.isoformat(),
+            "batches": [b.__dict__ for b in loaded],
+            **outcome_summary(outcome),
+            "summary": facts,
+        }
+    )

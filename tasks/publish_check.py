@@ -6,6 +6,7 @@ from prefect import get_run_logger
 
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.champion import POPULARITY
+from decayrec.evaluation.metrics import figure
 from decayrec.evaluation.publish_check import check_lists
 from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.lists import TrainedLists
@@ -38,5 +39,15 @@ def publish_check(
         model_lists=gate.get("decision") != POPULARITY,
         lists_file=trained.lists_path,
     )
-    get_run_logger().info("publish-check for %s passed: %s", as_of, figures)
+    get_run_logger().info(
+        "publish-check for %s passed: %d of %d items listed (coverage %s), fallback share %s, "
+        "overlap with %s: %s",
+        as_of,
+        figures["n_items_listed"],
+        figures["n_items_snapshot"],
+        figure(figures["coverage"]),
+        figure(figures["fallback_share"]),
+        figures["previous_date"] or "no previous date",
+        figure(figures["overlap"]),
+    )
     return {"enabled": True, **figures}

@@ -13,6 +13,15 @@ def validate(config: DecayrecConfig, batches: list[StagedBatch], run_id: str) ->
     results = load_batches(config, batches, run_id)
     logger = get_run_logger()
     for result in results:
+        by = ", ".join(f"{n} by {name}" for name, n in result.quarantined_by_expectation.items())
+        logger.info(
+            "validate %s: %d rows read, %d accepted, %d quarantined%s",
+            result.file,
+            result.rows_read,
+            result.rows_accepted,
+            result.rows_quarantined,
+            f" ({by})" if by else "",
+        )
         if result.message:
             logger.warning(result.message)
     return results

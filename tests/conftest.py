@@ -20,7 +20,13 @@ MOVIELENS = Path(os.environ.get("DECAYREC_MOVIELENS", ROOT.parent / "shared/data
 # The inner loop is `pytest -m "not slow"`; CI runs everything. A test is slow when it runs
 # a Prefect flow or server, reads MovieLens, or drives the CLI in subprocesses.
 SLOW_FIXTURES = {"prefect_harness", "movielens_dir", "ratings_lake"}
-SLOW_MODULES = {"test_cli", "test_faults", "test_prefect_server", "test_warehouse_reader_lock"}
+SLOW_MODULES = {
+    "test_cli",
+    "test_cli_errors",
+    "test_faults",
+    "test_prefect_server",
+    "test_warehouse_reader_lock",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

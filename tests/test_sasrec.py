@@ -7,6 +7,8 @@
   that reads the time to the reference time can tell them apart.
 """
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -145,7 +147,7 @@ class Killed(RuntimeError):
     pass
 
 
-def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, caplog):
     matrix, _ = cyclic_walks()
     users = np.arange(matrix.shape[0])
     straight = small_model(epochs=4, dropout=0.2).fit(matrix).score_users(matrix, users)
@@ -159,6 +161,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_p
             epochs=4, dropout=0.2, checkpoint_dir=tmp_path, on_epoch_end=kill_after_second
         ).fit(matrix)
     assert (tmp_path / "sasrec.ckpt").exists()
+    caplog.set_level(logging.INFO, logger="decayrec.models.sasrec")
     epochs_run: list[int] = []
     resumed = small_model(
         epochs=4,
@@ -167,6 +170,12 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_p
         on_epoch_end=lambda e, _s: epochs_run.append(e),
     ).fit(matrix)
     assert epochs_run == [3, 4]  # it went on from epoch 2, not from scratch
+    # a progress line per epoch, counted from the resumed epoch, with an ETA until the last
+    lines = [r.getMessage() for r in caplog.records if r.name == "decayrec.models.sasrec"]
+    resumed_lines = [line for line in lines if line.startswith("sasrec epoch 3 of 4")]
+    assert len(resumed_lines) == 1 and ", ETA at most " in resumed_lines[0]
+    assert "validation NDCG@10 0." in resumed_lines[0] and "loss " in resumed_lines[0]
+    assert lines[-1].startswith("sasrec epoch 4 of 4: loss ") and "ETA" not in lines[-1]
     assert torch.equal(resumed.score_users(matrix, users), straight)
     assert not (tmp_path / "sasrec.ckpt").exists()  # done: nothing left to resume
 

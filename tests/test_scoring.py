@@ -1,12 +1,14 @@
 """recommend(): masking of seen items, model rows, popularity top-up and fallback."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
 from decayrec.models import EASE, Input
-from decayrec.scoring.recommend import recommend
+from decayrec.scoring.recommend import PROGRESS_USERS, recommend
 
 # Item popularity (set directly), most popular first: i1 (6), i3 (5), i5 (4), i2 (3), i4 (2), i0 (1)
 POPULARITY = np.array([1.0, 6.0, 3.0, 5.0, 2.0, 4.0])
@@ -295,3 +297,24 @@ def test_popularity_lists_are_the_most_popular_unseen_items_for_heavy_and_light_
         want = [int(i) for i in by_popularity if i not in seen_by[u]][:k]
         assert [i for i, _, _ in got[u]] == want, u
     assert [i for i, _, _ in got[1]] == [int(i) for i in by_popularity[:3]]
+
+
+def test_scoring_many_users_logs_its_progress(caplog):
+    """A run scoring at least PROGRESS_USERS users logs about every tenth of them."""
+    n_users = PROGRESS_USERS
+    matrix = InteractionMatrix(
+        user_ids=np.array([f"u{u}" for u in range(n_users)], dtype=object),
+        item_ids=np.array(["i0", "i1", "i2"], dtype=object),
+        rows=np.arange(n_users, dtype=np.int64),
+        cols=np.zeros(n_users, dtype=np.int64),
+        weights=np.ones(n_users),
+        popularity=np.array([3.0, 2.0, 1.0]),
+    )
+    caplog.set_level(logging.INFO, logger="decayrec.scoring.recommend")
+    lists = recommend(None, matrix, k=1, user_batch=20_000)
+    assert lists.item_idx.tolist() == [1] * n_users
+    lines = [r.getMessage() for r in caplog.records if r.name == "decayrec.scoring.recommend"]
+    done = [int(line.split()[2]) for line in lines]
+    assert done == [20_000 * i for i in range(1, 11)]
+    assert lines[0].startswith("scored users 20000 of 200000; ") and ", ETA " in lines[0]
+    assert ", ETA" not in lines[-1]

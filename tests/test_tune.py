@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from decayrec.config import DecayrecConfig, EvaluationConfig, ItemKNNConfig
+from decayrec.config import DecayConfig, DecayrecConfig, EvaluationConfig, ItemKNNConfig
 from decayrec.evaluation.backtest import backtest, split_on
-from decayrec.evaluation.tune import apply_latest_winner, latest_winner, tune
+from decayrec.evaluation.tune import Trial, apply_latest_winner, latest_winner, trial_line, tune
 from decayrec.lake.features import prepare_decay_tables
 from decayrec.lake.ingest import open_lake
 from decayrec.lake.session import LakeSession
@@ -105,7 +105,13 @@ def test_poisoning_the_test_window_does_not_change_the_tuning(tmp_path, protocol
 def test_the_nightly_config_takes_the_latest_winner(tmp_path):
     config = make_lake(tmp_path / "lake", small_events(), "global_time")
     assert apply_latest_winner(config) == (config, None)
-    result = tune(config, AS_OF, progress=lambda m: None, max_trials=4)
+    lines: list[str] = []
+    result = tune(config, AS_OF, progress=lines.append, max_trials=4)
+    trial_lines = [line for line in lines if line.startswith("tune trial ")]
+    assert [line.split(" [")[0] for line in trial_lines] == [
+        f"tune trial {i} of 4" for i in (1, 2, 3, 4)
+    ]
+    assert "best so far" in trial_lines[0] and all(" ETA at most " in t for t in trial_lines)
     stored = latest_winner(config)
     assert stored["tune_id"] == result.tune_id and stored["score"] == result.winner.score
     tuned, tune_id = apply_latest_winner(config)
@@ -150,3 +156,19 @@ def test_tune_never_makes_the_published_lists_worse(ratings_lake, tmp_path):
     # comparison is not vacuous: measured 0.0721 -> 0.0774 on the test split
     assert result.applied and result.winner.score > result.baseline.score
     assert after["model"]["ndcg@10"] >= before["model"]["ndcg@10"]
+
+
+def test_a_trial_line_says_the_best_so_far_and_an_eta():
+    decay = DecayConfig().model_dump(mode="json")
+    model = {"name": "ease", "l2": 200.0}
+    first = Trial(1, "baseline", model, decay, 0.1, 2.0)
+    second = Trial(2, "recency", model, decay, 0.05, 4.0)
+    line = trial_line(second, first, elapsed=6.0, budget_seconds=600.0, max_trials=10)
+    assert line.startswith("tune trial 2 of 10 [recency] ease λ 200, ")
+    # mean trial 3 s, 8 trials left: at most 24 s (the budget leaves 594 s)
+    assert line.endswith(
+        "validation ndcg@10 0.05000, best 0.10000 (trial 1); 4.0 s, 6 s in all, ETA at most 24 s"
+    )
+    budget = trial_line(first, first, elapsed=30.0, budget_seconds=600.0)
+    assert budget.startswith("tune trial 1 (budget 10.0 min) [baseline]")
+    assert budget.endswith("0.10000, best so far; 2.0 s, 30 s in all, ETA at most 9.5 min")

@@ -25,6 +25,7 @@ settings use it; the gate's figures are the test split's, measured nightly).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,7 +34,7 @@ import numpy as np
 
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.content_report import BacktestBlend
-from decayrec.evaluation.metrics import ranking_metrics
+from decayrec.evaluation.metrics import ndcg_line, ranking_metrics
 from decayrec.lake.features import compute_features, prepare_decay_tables
 from decayrec.lake.session import LakeBuild, LakeSession
 from decayrec.models import make_model
@@ -202,7 +203,32 @@ def _backtest(
     return result
 
 
-def evaluate_all(config: DecayrecConfig, as_of: datetime) -> dict[str, Any]:
-    """The test-split backtest of every configured protocol (one session, a build each)."""
+def evaluate_all(
+    config: DecayrecConfig, as_of: datetime, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The test-split backtest of every configured protocol (one session, a build each);
+    `progress` gets a line as each protocol starts and one with its result."""
+    results = {}
     with LakeSession.connect(config.lake_path) as lake:
-        return {p: backtest(config, as_of, p, lake=lake) for p in config.evaluation.protocols}
+        for protocol in config.evaluation.protocols:
+            if progress is not None:
+                progress(f"evaluate {protocol}: backtest of {config.model.name} and popularity")
+            started = time.perf_counter()
+            results[protocol] = result = backtest(config, as_of, protocol, lake=lake)
+            if progress is not None:
+                progress(
+                    f"evaluate {protocol}: {outcome_line(result)}, "
+                    f"{time.perf_counter() - started:.1f} s"
+                )
+    return results
+
+
+def outcome_line(result: dict[str, Any]) -> str:
+    """A backtest's result in a few words: NDCG@10 of the model and of popularity."""
+    if "model" not in result:
+        return f"not evaluated: {result.get('skipped', 'no result')}"
+    return ndcg_line(
+        result["model"].get("ndcg@10"),
+        result.get("popularity", {}).get("ndcg@10"),
+        result.get("n_eval_users"),
+    )

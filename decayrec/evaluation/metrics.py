@@ -49,3 +49,15 @@ def ranking_metrics(
         shown = ranked[:, :k]
         out[f"coverage@{k}"] = float(len(np.unique(shown[shown >= 0])) / max(n_catalog, 1))
     return out
+
+
+def figure(value: float | None, digits: int = 3) -> str:
+    """A figure for people: 3 significant digits, scientific when tiny or huge."""
+    if value is None or value != value:  # None or NaN
+        return "n/a"
+    return f"{float(value):.{digits}g}"
+
+
+def ndcg_line(model: float | None, popularity: float | None, users: int | None) -> str:
+    """NDCG@10 of a model against popularity, in words."""
+    return f"NDCG@10 {figure(model)} vs popularity {figure(popularity)} on {users} users"

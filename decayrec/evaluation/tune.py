@@ -37,6 +37,7 @@ from typing import Any
 from decayrec.config import DecayConfig, DecayrecConfig, ModelConfig, model_section
 from decayrec.evaluation.backtest import backtest
 from decayrec.lake.session import LakeSession
+from decayrec.progress import duration
 from decayrec.sqlfiles import connect, run_script, sql
 
 METRIC = "ndcg@10"
@@ -227,10 +228,9 @@ def tune(
             if improved:
                 best, best_trial = {"model": model, "decay": decay}, trial
             progress(
-                f"tune trial {trial.number} [{stage}] {trial.describe()}: validation {METRIC} "
-                f"{trial.score if trial.score is None else round(trial.score, 5)}"
-                f"{'  (best so far)' if improved else ''}  {trial.seconds:.1f} s, "
-                f"{time.perf_counter() - started:.0f} of {budget_seconds:.0f} s"
+                trial_line(
+                    trial, best_trial, time.perf_counter() - started, budget_seconds, max_trials
+                )
             )
     baseline = trials[0]
     winner = best_trial if best_trial is not None else baseline
@@ -241,6 +241,34 @@ def tune(
     else:
         progress(f"tune: nothing beat the settings in force ({baseline.describe()})")
     return result
+
+
+def trial_line(
+    trial: Trial,
+    best: Trial | None,
+    elapsed: float,
+    budget_seconds: float,
+    max_trials: int | None = None,
+) -> str:
+    """A trial's progress line: its number (of `max_trials`, else within the budget), its
+    settings and score, the best so far, the time spent and an ETA (the search ends at
+    the time budget, or sooner after `max_trials`)."""
+    of = f" of {max_trials}" if max_trials else f" (budget {duration(budget_seconds)})"
+    score = "none" if trial.score is None else f"{trial.score:.5f}"
+    if best is trial:
+        best_text = "best so far"
+    elif best is not None and best.score is not None:
+        best_text = f"best {best.score:.5f} (trial {best.number})"
+    else:
+        best_text = "no best yet"
+    left = max(budget_seconds - elapsed, 0.0)
+    if max_trials:
+        left = min(left, elapsed / trial.number * max(max_trials - trial.number, 0))
+    return (
+        f"tune trial {trial.number}{of} [{trial.stage}] {trial.describe()}: validation "
+        f"{METRIC} {score}, {best_text}; {trial.seconds:.1f} s, {duration(elapsed)} in all, "
+        f"ETA at most {duration(left)}"
+    )
 
 
 def _kernel_reset(params: dict[str, Any]) -> dict[str, Any]:

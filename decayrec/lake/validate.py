@@ -195,6 +195,18 @@ def _failure_message(
 _GX_CONTEXT: Any = None
 
 
+def _not_ephemeral_docs(record: logging.LogRecord) -> bool:
+    """GX's ephemeral context logs, at INFO, the temporary directory of a docs site that
+    decayrec never builds: that record is dropped, GX's others are kept."""
+    message = str(record.msg)
+    return not (
+        message.startswith("Created temporary directory") and "ephemeral docs site" in message
+    )
+
+
+logging.getLogger("great_expectations.data_context.types.base").addFilter(_not_ephemeral_docs)
+
+
 def _context() -> Any:
     global _GX_CONTEXT
     if _GX_CONTEXT is None:

@@ -3,10 +3,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from decayrec.lake.matrix import EventSequences, InteractionMatrix
+
+# torch warns once per process, at the first CSR tensor (built here, in the models and in
+# content), that its sparse CSR support is in beta: nothing an operator can act on.
+warnings.filterwarnings(
+    "ignore", message=r"Sparse CSR tensor support is in beta state", category=UserWarning
+)
 
 
 def pick_device(preference: str = "auto") -> torch.device:

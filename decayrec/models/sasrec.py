@@ -62,6 +62,7 @@ from decayrec.models.files import (
     saved_item_ids,
     write_model_file,
 )
+from decayrec.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -231,19 +232,28 @@ class TimeSASRec(Model):
         resumed = self._resume(fingerprint, optimiser, shuffle)
         if resumed is not None:
             state = resumed
-        while state["epoch"] < self.epochs and state["bad"] < self.patience:
-            loss = self._train_epoch(windows, n_items, optimiser, shuffle)
-            score = self._validate(seqs, train_end, valid_users, valid_targets)
-            state["epoch"] += 1
-            state["history"].append({"epoch": state["epoch"], "loss": loss, "ndcg@10": score})
-            if score >= state["best"]:  # ties: the later, longer-trained epoch
-                state["best"], state["bad"] = score, 0
-                state["best_state"] = copy.deepcopy(self.net.state_dict())
-            else:
-                state["bad"] += 1
-            self._checkpoint(fingerprint, state, optimiser, shuffle)
-            if self.on_epoch_end is not None:
-                self.on_epoch_end(state["epoch"], score)
+        # a line per epoch; patience may stop training before `epochs`: the ETA is a bound
+        with Progress(
+            "sasrec epoch", self.epochs, log, unit="epoch", done=state["epoch"], bound=True
+        ) as progress:
+            while state["epoch"] < self.epochs and state["bad"] < self.patience:
+                loss = self._train_epoch(windows, n_items, optimiser, shuffle)
+                score = self._validate(seqs, train_end, valid_users, valid_targets)
+                state["epoch"] += 1
+                state["history"].append({"epoch": state["epoch"], "loss": loss, "ndcg@10": score})
+                if score >= state["best"]:  # ties: the later, longer-trained epoch
+                    state["best"], state["bad"] = score, 0
+                    state["best_state"] = copy.deepcopy(self.net.state_dict())
+                else:
+                    state["bad"] += 1
+                self._checkpoint(fingerprint, state, optimiser, shuffle)
+                progress.update(
+                    1,
+                    f"loss {loss:.4f}, validation NDCG@10 {score:.4f} (best {state['best']:.4f}, "
+                    f"{state['bad']} of {self.patience} epochs without gain)",
+                )
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(state["epoch"], score)
         if state["best_state"] is not None:
             self.net.load_state_dict(state["best_state"])
         self.history = state["history"]

@@ -9,6 +9,7 @@ fewer than K rows only when fewer than K items remain unseen.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,12 +20,18 @@ import torch
 from decayrec.lake.matrix import InteractionMatrix
 from decayrec.models.base import Input
 from decayrec.models.device import csr_row_indices, user_rows
+from decayrec.progress import Progress
 
 if TYPE_CHECKING:
     from decayrec.config import DecayrecConfig
 
 SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "fallback"
+
+
+log = logging.getLogger(__name__)
+# runs scoring at least this many users log their progress (and show a bar on a terminal)
+PROGRESS_USERS = 200_000
 
 
 class Scorer(Protocol):
@@ -161,6 +168,10 @@ def recommend(
         position[candidates] = torch.arange(n_cand, device=device)
     parts: list[tuple[np.ndarray, ...]] = []
     key_buffer: torch.Tensor | None = None
+    progress = None
+    if len(users) >= PROGRESS_USERS:  # a line about every tenth of the users
+        every = max(1, len(users) // 10 // user_batch) * user_batch
+        progress = Progress("scored users", len(users), log, every=every, unit="user")
     for start in range(0, len(users), user_batch):
         batch = users[start : start + user_batch]
         x, rows, cols = user_rows(matrix, ptr, batch, matrix.row_weights, device, csr)
@@ -197,6 +208,10 @@ def recommend(
                 from_model.cpu().numpy()[valid_np],
             )
         )
+        if progress is not None:
+            progress.update(len(batch))
+    if progress is not None:
+        progress.close()
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return Lists(empty, empty, empty, np.zeros(0), np.zeros(0, bool), empty)

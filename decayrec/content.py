@@ -60,6 +60,7 @@ import torch
 
 from decayrec.lake.matrix import InteractionMatrix
 from decayrec.lake.staging import sha256_of
+from decayrec.models.base import Explanation, closest_in_embedding
 from decayrec.models.device import remap_columns, user_rows
 
 if TYPE_CHECKING:
@@ -344,6 +345,7 @@ class ColdStartBlend:
         self.model = model
         self.name = model.name
         self.input = model.input
+        self.reasons = (*model.reasons, "new, similar to {items}, which you interacted with")
         emb = torch.as_tensor(np.asarray(item_embeddings, dtype=np.float32))
         n_items = len(interactions_per_item)
         if emb.shape[0] != n_items:
@@ -409,6 +411,28 @@ class ColdStartBlend:
             matrix, matrix.row_pointer(), np.asarray(users), matrix.row_weights, cf.device
         )
         return self.blend(self._widen(cf), x)
+
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """Items the blend scored (fewer than min_interactions interactions): the user's
+        items closest in text (the last phrase of `reasons`, "new, similar to ...");
+        the others: the wrapped model's explanation."""
+        if x.layout != torch.sparse_csr:
+            x = x.to_sparse_csr()
+        base = torch.arange(self.n_items, device=x.device)
+        base[self.base_items :] = -1
+        known = torch.where(items < self.base_items, items, -1)
+        why = self.model.explain(remap_columns(x, base, self.base_items), known, top)
+        active = self.active.to(items.device)
+        cold = torch.isin(items, active) & (items >= 0)
+        if not bool(cold.any()):
+            return why
+        new = closest_in_embedding(x, torch.where(cold, items, -1), self.embeddings, top)
+        kind = why.kind if why.kind is not None else torch.zeros_like(items)
+        return Explanation(
+            torch.where(cold[..., None], new.items, why.items),
+            torch.where(cold[..., None], new.weights, why.weights),
+            torch.where(cold, len(self.model.reasons), kind),
+        )
 
     def content_scores(self, x: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """The standardised cosine (profile_u, e_i) for the batch's users and `items`

@@ -15,8 +15,8 @@ sparse: at most neighbours * items entries). A user's score of j is
     s_uj = sum_{i in N(j)} w~_ui S_ij
 
 a sparse row times a sparse matrix: about (items of the user) x neighbours
-multiply-adds, whatever the catalogue size. `explain(x_u, j)` returns the terms
-w~_ui S_ij, largest first: "because you interacted with i".
+multiply-adds, whatever the catalogue size. `explain(x, items)` returns the items i of
+the largest terms w~_ui S_ij, largest first: "because you interacted with i".
 
 C is built by `decayrec.models.cooccurrence.gram_matrix`, whole when it fits in
 `memory_mb`, else one block of target rows at a time, on whatever device is given.
@@ -32,7 +32,7 @@ import scipy.sparse
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.base import Input, Model, positive_mean
+from decayrec.models.base import Explanation, Input, Model, positive_mean, top_contributions
 from decayrec.models.cooccurrence import gram_matrix
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
@@ -43,6 +43,7 @@ Cooccurrence = Literal["decayed", "counts"]
 class ItemKNN(Model):
     name = "itemknn"
     input = Input.CSR  # CSR rows times the sparse similarity: no dense user rows needed
+    reasons = ("often chosen with {items}, which you interacted with",)
     settings = {"memory_mb": "score_memory_mb"}
 
     def __init__(
@@ -180,20 +181,25 @@ class ItemKNN(Model):
         shape = (rows.shape[0], self._S_csr.shape[1])
         return torch.sparse_csr_tensor(crow, col, value / self.scale, shape)
 
-    def explain(self, user_row: torch.Tensor, item: int, top: int = 3) -> list[tuple[str, float]]:
-        """The items of `user_row` (a dense row of weights) that contribute most to the
-        score of `item` (an item index): [(item_id, contribution)], largest first."""
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """The largest terms w~_ui S_ij of each score s_uj: "because you interacted with
+        i". S[i, j] is looked up by binary search in its sorted (i, j) keys."""
         if self.S is None:
             raise RuntimeError("ItemKNN.explain before fit")
-        s = self.S.to(user_row.device)
-        column = torch.zeros(s.shape[0], device=user_row.device)
-        hits = s.indices()[1] == item
-        column[s.indices()[0][hits]] = s.values()[hits]
-        terms = (user_row.flatten().to(torch.float32) / self.scale) * column
-        order = torch.argsort(terms, descending=True, stable=True)
-        return [
-            (str(self.item_ids[i]), float(terms[i])) for i in order[:top].tolist() if terms[i] > 0
-        ]
+        n_items = self.S.shape[0]
+        indices = self.S.indices().to(items.device)
+        keys = indices[0] * n_items + indices[1]  # sorted: S is coalesced
+        values = self.S.values().to(items.device)
+
+        def terms(hist: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            query = hist * n_items + target
+            at = torch.searchsorted(keys, query).clamp_max(max(len(keys) - 1, 0))
+            if len(keys) == 0:
+                return torch.zeros_like(w)
+            found = keys[at] == query
+            return torch.where(found, values[at], 0.0) * (w / self.scale)
+
+        return top_contributions(x, items, terms, top)
 
     def state(self) -> dict[str, Any]:
         s = self.S.cpu()

@@ -143,16 +143,11 @@ class Catalogue:
     texts: list[str]
 
 
-def read_catalogue(
-    path: str | Path,
-    id_column: str = "item_id",
-    text_columns: list[str] | tuple[str, ...] = ("title",),
-    list_separator: str = "|",
-) -> Catalogue:
-    """Read a CSV or Parquet catalogue; each item's text is the first text column as it
-    is, then 'Column: value' for the others, joined by '. ', with `list_separator`
-    inside a value turned into ', ' (MovieLens genres "Adventure|Animation" ->
-    "Genres: Adventure, Animation"). Empty values are left out."""
+def catalogue_columns(
+    path: str | Path, id_column: str = "item_id", text_columns: list[str] | tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """The id column and the text columns of a CSV or Parquet catalogue, as text, one row
+    per item id (its first occurrence), in catalogue order."""
     path = Path(path)
     if not path.is_file():
         raise ContentError(f"item catalogue file {path} does not exist (content.catalogue)")
@@ -168,11 +163,24 @@ def read_catalogue(
             f"item catalogue {path} has no column {', '.join(missing)} "
             f"(it has {', '.join(frame.columns)})"
         )
-    frame = (
+    return (
         frame.select([pl.col(c).cast(pl.Utf8) for c in columns])
         .filter(pl.col(id_column).is_not_null())
         .unique(subset=id_column, keep="first", maintain_order=True)
     )
+
+
+def read_catalogue(
+    path: str | Path,
+    id_column: str = "item_id",
+    text_columns: list[str] | tuple[str, ...] = ("title",),
+    list_separator: str = "|",
+) -> Catalogue:
+    """Read a CSV or Parquet catalogue; each item's text is the first text column as it
+    is, then 'Column: value' for the others, joined by '. ', with `list_separator`
+    inside a value turned into ', ' (MovieLens genres "Adventure|Animation" ->
+    "Genres: Adventure, Animation"). Empty values are left out."""
+    frame = catalogue_columns(path, id_column, text_columns)
     labels = [c.replace("_", " ").strip().capitalize() for c in text_columns]
     texts = []
     for row in frame.iter_rows():

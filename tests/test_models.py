@@ -122,9 +122,7 @@ def test_itemknn_explains_with_the_users_own_items():
     assert why.items[0, 1].tolist()[:2] == [2, -1]  # item 3: because of item 2 alone
     assert why.items[0, 2].tolist() == [-1] * 10  # no item: no reason
     # the contributions add up to the score
-    assert float(why.weights[0, 0].sum()) == pytest.approx(
-        float(model.score(user)[0, 1]), rel=1e-5
-    )
+    assert float(why.weights[0, 0].sum()) == pytest.approx(float(model.score(user)[0, 1]), rel=1e-5)
 
 
 def test_neighbours_are_capped_per_item():

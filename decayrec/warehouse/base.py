@@ -31,7 +31,6 @@ from decayrec.config import WarehouseConfig, mask_url, url_passwords
 from decayrec.sqlfiles import sql
 from decayrec.warehouse.errors import InjectedFailure, WarehouseError
 from decayrec.warehouse.migrations import APPLIED_VERSIONS, SCHEMA_VERSION, pending_migrations
-from decayrec.warehouse.reference import comment_statements
 
 # The columns a publish takes, in order (the lists of decayrec.scoring.recommend).
 LIST_SCHEMA = pa.schema(
@@ -224,6 +223,8 @@ class Warehouse(ABC):
                         },
                     )
             # the reference describes the newest schema: documented when it is reached
+            from decayrec.warehouse.reference import comment_statements
+
             for statement in comment_statements(self.dialect) if up_to is None else []:
                 cur.execute(statement)
 

@@ -259,7 +259,6 @@ def format_result(table: pa.Table, fmt: str = "table", max_rows: int | None = No
     writer.writerow(table.column_names)
     for row in rows:
         writer.writerow(
-            json.dumps(_plain(v)) if isinstance(v, list | dict) else _plain(v)
-            for v in row.values()
+            json.dumps(_plain(v)) if isinstance(v, list | dict) else _plain(v) for v in row.values()
         )
     return out.getvalue().rstrip("\n")

@@ -33,6 +33,7 @@ class Relation:
     kind: str  # table | view
     description: str
     columns: dict[str, str]
+    columns_from: str | None = None  # a view documented as this table's columns
 
 
 @cache
@@ -52,6 +53,7 @@ def relations() -> tuple[Relation, ...]:
             entry["kind"],
             " ".join(entry["description"].split()),
             {column: " ".join(str(text).split()) for column, text in columns.items()},
+            entry.get("columns_from"),
         )
     return tuple(found.values())
 
@@ -80,6 +82,9 @@ def readme_section() -> str:
     lines = [README_BEGIN, ""]
     for relation in relations():
         lines += [f"#### `{relation.name}` ({relation.kind})", "", relation.description, ""]
+        if relation.columns_from:
+            lines += [f"Its columns are those of `{relation.columns_from}`.", ""]
+            continue
         lines += ["| column | meaning |", "|---|---|"]
         lines += [
             f"| `{column}` | {text.replace('|', '&#124;')} |"

@@ -303,3 +303,23 @@ def _settings():
     from decayrec.config import WarehouseConfig
 
     return WarehouseConfig()
+
+
+def test_the_cold_start_blend_says_new_similar_to_for_the_items_it_scores(matrix):
+    from decayrec.content import ColdStartBlend, extend_catalogue, interactions_per_item
+
+    extended = extend_catalogue(matrix, np.array(["new0", "new3"], dtype=object))
+    emb = np.eye(8, 4, dtype=np.float32)[[0, 1, 2, 3, 1, 2, 0, 3]]  # new0 ~ i0, new3 ~ i3
+    model = ItemKNN("cosine", neighbours=4).fit(matrix)
+    blend = ColdStartBlend(
+        model, emb, interactions_per_item(extended), 1, 5.0, scale_rank=1, base_items=6
+    )
+    rows = recommend(blend, extended, 6).to_arrow(extended).to_pylist()
+    new = {(r["user_id"], r["item_id"]): r for r in rows if r["item_id"].startswith("new")}
+    # u0 saw i0, u3 saw i3: the new item is explained by its twin
+    assert new[("u0", "new0")]["because_items"] == ["i0"]
+    assert new[("u3", "new3")]["because_items"] == ["i3"]
+    assert new[("u0", "new0")]["reason"] == "new, similar to item i0, which you interacted with"
+    assert new[("u0", "new3")]["source"] == "fallback"  # no text in common: not blended
+    warm = [r for r in rows if r["source"] == "model" and not r["item_id"].startswith("new")]
+    assert warm and all(r["reason"].startswith("often chosen with") for r in warm)

@@ -35,7 +35,11 @@ def test_top_contributions_ranks_each_users_terms_and_skips_non_positive_ones():
     items = torch.tensor([[1, 0], [2, -1]])
     # term = weight * (history item + 1) * (1 if target is even else -1)
     why = top_contributions(
-        x, items, lambda h, t, w: w * (h + 1) * (1 - 2 * (t % 2)), top=2, chunk_terms=3
+        x,
+        items,
+        lambda h, t, w: (w * (h + 1))[:, None, :] * (1 - 2 * (t % 2))[:, :, None],
+        top=2,
+        chunk_terms=3,
     )
     assert why.items[0, 0].tolist() == [-1, -1]  # target 1 (odd): every term negative
     assert why.items[0, 1].tolist() == [3, 2]  # 3*4 = 12, then 1*3 = 3 (2*1 = 2 is third)

@@ -109,7 +109,12 @@ class EASE(Model):
             raise RuntimeError("EASE.explain before fit")
         B = self.B.to(items.device)
         return top_contributions(
-            x, items, lambda hist, target, w: (w / self.scale) * B[hist, target], top
+            x,
+            items,
+            lambda history, targets, w: (
+                (w / self.scale)[:, None, :] * B[history[:, None, :], targets[:, :, None]]
+            ),
+            top,
         )
 
     def state(self) -> dict[str, Any]:

@@ -191,13 +191,13 @@ class ItemKNN(Model):
         keys = indices[0] * n_items + indices[1]  # sorted: S is coalesced
         values = self.S.values().to(items.device)
 
-        def terms(hist: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            query = hist * n_items + target
-            at = torch.searchsorted(keys, query).clamp_max(max(len(keys) - 1, 0))
+        def terms(history: torch.Tensor, targets: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            query = history[:, None, :] * n_items + targets[:, :, None]
             if len(keys) == 0:
-                return torch.zeros_like(w)
+                return torch.zeros(query.shape, device=w.device)
+            at = torch.searchsorted(keys, query).clamp_max(len(keys) - 1)
             found = keys[at] == query
-            return torch.where(found, values[at], 0.0) * (w / self.scale)
+            return torch.where(found, values[at], 0.0) * (w / self.scale)[:, None, :]
 
         return top_contributions(x, items, terms, top)
 

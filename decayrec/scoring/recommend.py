@@ -108,7 +108,8 @@ class Lists:
     reason_code: np.ndarray | None = None  # int: index into `reasons`
     # phrases of the reason codes: fallback, model without items, the model's own
     reasons: tuple[str, ...] = (POPULARITY_REASON, "picked by the model from your history")
-    explain_seconds: float = 0.0  # time spent explaining (in the scoring batches)
+    explain_seconds: float = 0.0  # wall time spent explaining (in the scoring batches)
+    explain_cpu_seconds: float = 0.0  # the same in CPU time of this process
 
     def to_arrow(self, matrix: InteractionMatrix) -> pa.Table:
         n = len(self.rank)
@@ -240,7 +241,7 @@ def recommend(
     parts: list[tuple[np.ndarray, ...]] = []
     explain = explain and hasattr(model, "explain")
     reasons = (fallback_reason, Lists.reasons[REASON_MODEL], *(model.reasons if explain else ()))
-    explain_seconds = 0.0
+    explain_seconds = explain_cpu_seconds = 0.0
     key_buffer: torch.Tensor | None = None
     for start in range(0, len(users), user_batch):
         batch = users[start : start + user_batch]
@@ -272,12 +273,13 @@ def recommend(
         code = np.where(from_model.cpu().numpy(), REASON_MODEL, REASON_FALLBACK)
         because = np.full((*valid_np.shape, BECAUSE_TOP), -1, dtype=np.int64)
         if explain:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             why = model.explain(x, torch.where(valid & from_model, top_item, -1), BECAUSE_TOP)
             because = why.items.cpu().numpy()
             kind = 0 if why.kind is None else why.kind.cpu().numpy()
             code = np.where(code == REASON_MODEL, 2 + kind, code)
             explain_seconds += time.perf_counter() - started
+            explain_cpu_seconds += time.process_time() - started_cpu
         parts.append(
             (
                 np.broadcast_to(batch[:, None], valid_np.shape)[valid_np],
@@ -320,4 +322,5 @@ def recommend(
         reason_code=code,
         reasons=reasons,
         explain_seconds=explain_seconds,
+        explain_cpu_seconds=explain_cpu_seconds,
     )

@@ -32,7 +32,14 @@ import scipy.sparse
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.base import Explanation, Input, Model, positive_mean, top_contributions
+from decayrec.models.base import (
+    EXPLAIN_CHUNK_TERMS,
+    Explanation,
+    Input,
+    Model,
+    history_entries,
+    positive_mean,
+)
 from decayrec.models.cooccurrence import gram_matrix
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
@@ -151,6 +158,7 @@ class ItemKNN(Model):
         return torch.topk(block, keep, dim=1)
 
     def _set_similarity(self, s: torch.Tensor) -> None:
+        self._neighbours_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.S = s.coalesce()
         self._S_csr = self.S.to_sparse_csr()
         self._S_scipy = _as_scipy(self._S_csr) if self._S_csr.device.type == "cpu" else None
@@ -183,23 +191,63 @@ class ItemKNN(Model):
 
     def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
         """The largest terms w~_ui S_ij of each score s_uj: "because you interacted with
-        i". S[i, j] is looked up by binary search in its sorted (i, j) keys."""
+        i". Only the neighbours N(j) of a target can contribute, so each (user, target)
+        looks up its <= `neighbours` neighbours in the user's row (a binary search in
+        the batch's sorted (user, item) keys) rather than the whole history."""
         if self.S is None:
             raise RuntimeError("ItemKNN.explain before fit")
+        neighbour, similarity = self._neighbour_lists(items.device)
+        batch, k = items.shape
         n_items = self.S.shape[0]
-        indices = self.S.indices().to(items.device)
-        keys = indices[0] * n_items + indices[1]  # sorted: S is coalesced
-        values = self.S.values().to(items.device)
-
-        def terms(history: torch.Tensor, targets: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            query = history[:, None, :] * n_items + targets[:, :, None]
-            if len(keys) == 0:
-                return torch.zeros(query.shape, device=w.device)
+        row, col, weight = history_entries(x)
+        keys, order = torch.sort(row * n_items + col)
+        weight = weight[order] / self.scale
+        out_items = torch.full((batch, k, top), -1, dtype=torch.int64, device=items.device)
+        out_weights = torch.zeros((batch, k, top), dtype=torch.float32, device=items.device)
+        width = neighbour.shape[1]
+        if len(keys) == 0 or width == 0 or top == 0:
+            return Explanation(out_items, out_weights)
+        step = max(1, EXPLAIN_CHUNK_TERMS * 4 // max(k * width, 1))
+        for start in range(0, batch, step):
+            targets = items[start : start + step]
+            users = torch.arange(start, start + len(targets), device=items.device)
+            candidates = neighbour[targets.clamp_min(0)]  # n x k x width, -1 = none
+            query = users[:, None, None] * n_items + candidates
             at = torch.searchsorted(keys, query).clamp_max(len(keys) - 1)
-            found = keys[at] == query
-            return torch.where(found, values[at], 0.0) * (w / self.scale)[:, None, :]
+            found = (keys[at] == query) & (candidates >= 0) & (targets >= 0)[:, :, None]
+            terms = torch.where(found, similarity[targets.clamp_min(0)] * weight[at], 0.0)
+            best, where = torch.topk(terms, min(top, width), dim=2)
+            keep = best > 0
+            chosen = torch.gather(candidates, 2, where)
+            out_items[start : start + len(targets), :, : best.shape[2]] = torch.where(
+                keep, chosen, -1
+            )
+            out_weights[start : start + len(targets), :, : best.shape[2]] = torch.where(
+                keep, best, 0.0
+            )
+        return Explanation(out_items, out_weights)
 
-        return top_contributions(x, items, terms, top)
+    def _neighbour_lists(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each target j's neighbours i and similarities S_ij as (items x width) tensors
+        padded with -1 / 0 (width: the most neighbours any target has); built once."""
+        cached = self._neighbours_cache
+        if cached is None or cached[0].device != device:
+            n_items = self.S.shape[0]
+            source, target = self.S.indices()
+            values = self.S.values().to(torch.float32)
+            order = torch.argsort(target * n_items + source)
+            source, target, values = source[order], target[order], values[order]
+            counts = torch.bincount(target, minlength=n_items)
+            width = int(counts.max()) if len(counts) and len(target) else 0
+            first = (torch.cumsum(counts, 0) - counts)[target]
+            slot = torch.arange(len(target), device=target.device) - first
+            neighbour = torch.full((n_items, width), -1, dtype=torch.int64, device=target.device)
+            similarity = torch.zeros((n_items, width), dtype=torch.float32, device=target.device)
+            neighbour[target, slot] = source
+            similarity[target, slot] = values
+            cached = (neighbour.to(device), similarity.to(device))
+            self._neighbours_cache = cached
+        return cached
 
     def state(self) -> dict[str, Any]:
         s = self.S.cpu()

@@ -353,7 +353,11 @@ class ColdStartBlend:
         self.model = model
         self.name = model.name
         self.input = model.input
-        self.reasons = (*model.reasons, "new, similar to {items}, which you interacted with")
+        # a scorer without reasons (not a Model) explains nothing itself
+        self.reasons = (
+            *getattr(model, "reasons", ("{items}",)),
+            "new, similar to {items}, which you interacted with",
+        )
         emb = torch.as_tensor(np.asarray(item_embeddings, dtype=np.float32))
         n_items = len(interactions_per_item)
         if emb.shape[0] != n_items:
@@ -429,7 +433,11 @@ class ColdStartBlend:
         base = torch.arange(self.n_items, device=x.device)
         base[self.base_items :] = -1
         known = torch.where(items < self.base_items, items, -1)
-        why = self.model.explain(remap_columns(x, base, self.base_items), known, top)
+        if hasattr(self.model, "explain"):
+            why = self.model.explain(remap_columns(x, base, self.base_items), known, top)
+        else:
+            none = torch.full((*items.shape, top), -1, dtype=torch.int64, device=items.device)
+            why = Explanation(none, torch.zeros(none.shape, device=items.device))
         active = self.active.to(items.device)
         cold = torch.isin(items, active) & (items >= 0)
         if not bool(cold.any()):
@@ -439,7 +447,7 @@ class ColdStartBlend:
         return Explanation(
             torch.where(cold[..., None], new.items, why.items),
             torch.where(cold[..., None], new.weights, why.weights),
-            torch.where(cold, len(self.model.reasons), kind),
+            torch.where(cold, len(self.reasons) - 1, kind),
         )
 
     def content_scores(self, x: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

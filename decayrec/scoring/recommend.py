@@ -293,20 +293,11 @@ def recommend(
                 code[valid_np],
             )
         )
-    if not parts:
+    if not parts:  # no users: empty columns
         empty = np.zeros(0, dtype=np.int64)
-        return Lists(
-            empty,
-            empty,
-            empty,
-            np.zeros(0),
-            np.zeros(0, bool),
-            empty,
-            np.zeros(0),
-            np.zeros((0, BECAUSE_TOP), np.int64),
-            empty,
-            reasons,
-        )
+        none = np.zeros(0)
+        no_items = np.zeros((0, BECAUSE_TOP), dtype=np.int64)
+        parts.append((empty, empty, empty, empty, none, none > 0, none, no_items, empty))
     user_idx, user_pos, rank, item_idx, score, from_model, pct, because, code = (
         np.concatenate(p) for p in zip(*parts, strict=True)
     )

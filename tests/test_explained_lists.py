@@ -327,3 +327,18 @@ def test_the_cold_start_blend_says_new_similar_to_for_the_items_it_scores(matrix
     assert new[("u0", "new3")]["source"] == "fallback"  # no text in common: not blended
     warm = [r for r in rows if r["source"] == "model" and not r["item_id"].startswith("new")]
     assert warm and all(r["reason"].startswith("often chosen with") for r in warm)
+
+
+def test_itemknn_explains_the_same_with_dense_blocks_and_with_binary_searches(matrix, monkeypatch):
+    import decayrec.models.itemknn as itemknn
+
+    model = ItemKNN("cosine", neighbours=4).fit(matrix)
+    x = torch.tensor([[1.0, 0.0, 1.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0, 2.0]])
+    items = torch.tensor([[1, 4, 5], [0, 3, -1]])
+    dense = model.explain(x.to_sparse_csr(), items, top=2)
+    monkeypatch.setattr(itemknn, "EXPLAIN_DENSE_VALUES", 1)  # too small: searches
+    searched = model.explain(x.to_sparse_csr(), items, top=2)
+    assert torch.equal(dense.items, searched.items)
+    assert torch.allclose(dense.weights, searched.weights)
+    assert dense.items[1, 2].tolist() == [-1, -1]
+    assert (dense.items[0] >= 0).any()

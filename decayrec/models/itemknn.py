@@ -44,6 +44,7 @@ from decayrec.models.cooccurrence import gram_matrix
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 Similarity = Literal["cosine", "jaccard", "lift"]
+EXPLAIN_DENSE_VALUES = 1 << 22  # explain's dense (users x items) block: 16 MB of float32
 Cooccurrence = Literal["decayed", "counts"]
 
 
@@ -200,31 +201,42 @@ class ItemKNN(Model):
         batch, k = items.shape
         n_items = self.S.shape[0]
         row, col, weight = history_entries(x)
-        keys, order = torch.sort(row * n_items + col)
-        weight = weight[order] / self.scale
+        weight = weight / self.scale
         out_items = torch.full((batch, k, top), -1, dtype=torch.int64, device=items.device)
         out_weights = torch.zeros((batch, k, top), dtype=torch.float32, device=items.device)
         width = neighbour.shape[1]
-        if len(keys) == 0 or width == 0 or top == 0:
+        if len(col) == 0 or width == 0 or top == 0:
             return Explanation(out_items, out_weights)
         step = max(1, EXPLAIN_CHUNK_TERMS * 4 // max(k * width, 1))
+        # a block's rows as a dense (users x items) table where that stays small (a
+        # gather), else binary searches in the batch's sorted (user, item) keys
+        dense = EXPLAIN_DENSE_VALUES // n_items >= 16
+        if dense:
+            step = min(step, EXPLAIN_DENSE_VALUES // n_items)
+        else:
+            keys, order = torch.sort(row * n_items + col)
+            weight = weight[order]
         for start in range(0, batch, step):
             targets = items[start : start + step]
-            users = torch.arange(start, start + len(targets), device=items.device)
+            n = len(targets)
             candidates = neighbour[targets.clamp_min(0)]  # n x k x width, -1 = none
-            query = users[:, None, None] * n_items + candidates
-            at = torch.searchsorted(keys, query).clamp_max(len(keys) - 1)
-            found = (keys[at] == query) & (candidates >= 0) & (targets >= 0)[:, :, None]
-            terms = torch.where(found, similarity[targets.clamp_min(0)] * weight[at], 0.0)
+            if dense:
+                table = torch.zeros(n, n_items + 1, device=items.device)  # column -1: 0
+                in_block = (row >= start) & (row < start + n)
+                table[row[in_block] - start, col[in_block]] = weight[in_block]
+                local = torch.arange(n, device=items.device)[:, None, None]
+                w = table[local, candidates]
+            else:
+                query = (start + torch.arange(n, device=items.device))[:, None, None] * n_items
+                query = query + candidates
+                at = torch.searchsorted(keys, query).clamp_max(len(keys) - 1)
+                w = torch.where((keys[at] == query) & (candidates >= 0), weight[at], 0.0)
+            terms = similarity[targets.clamp_min(0)] * w * (targets >= 0)[:, :, None]
             best, where = torch.topk(terms, min(top, width), dim=2)
             keep = best > 0
             chosen = torch.gather(candidates, 2, where)
-            out_items[start : start + len(targets), :, : best.shape[2]] = torch.where(
-                keep, chosen, -1
-            )
-            out_weights[start : start + len(targets), :, : best.shape[2]] = torch.where(
-                keep, best, 0.0
-            )
+            out_items[start : start + n, :, : best.shape[2]] = torch.where(keep, chosen, -1)
+            out_weights[start : start + n, :, : best.shape[2]] = torch.where(keep, best, 0.0)
         return Explanation(out_items, out_weights)
 
     def _neighbour_lists(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,7 +56,10 @@ COMMANDS = {  # name: (one line for `decayrec --help`, more for `decayrec NAME -
         "ingest, validate, features, train, evaluate, export: wall s, events/s and peak RSS "
         "per stage, NDCG@10 on the global-time protocol; writes bench.json and bench.md",
     ),
-    "sql": ("print a query of sql/queries on the warehouse", "no NAME: list them"),
+    "sql": (
+        "run a query of sql/queries on the warehouse",
+        "prints its result as a table, CSV or JSON; no NAME: list the queries",
+    ),
 }
 FLOW_COMMANDS = ("run", "demo", "backfill", "reexport", "tune")  # they need a Prefect API
 SOURCE_COMMANDS = ("run", "backfill", "tune", "serve")  # they take --events / --movielens
@@ -201,10 +204,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--warehouse",
-        help="warehouse URL (default: the config's, else $DECAYREC_WAREHOUSE_URL, else "
-        "decayrec-data/warehouse.duckdb); keep passwords in the environment",
+        help="warehouse URL (default: resolved as `decayrec run` does: the config's "
+        "warehouse_url, its secret block, $DECAYREC_WAREHOUSE_URL, else "
+        "<data_dir>/warehouse.duckdb); keep passwords in the environment",
     )
     q.add_argument("--config", help="YAML config file")
+    q.add_argument(
+        "--data-dir", help="the data directory whose warehouse.duckdb to read (default: config)"
+    )
+    q.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table (default, for reading), csv or json (for tools and spreadsheets)",
+    )
     q.add_argument("--max-rows", type=int, help="print at most this many rows")
     return parser
 
@@ -220,9 +233,19 @@ def _mask_passwords(text: str, args: argparse.Namespace) -> str:
 
 
 def sql_command(args: argparse.Namespace) -> int:
-    """`decayrec sql [NAME] [--param k=v ...]`: one query's result as a table."""
+    """`decayrec sql [NAME] [--param k=v ...] [--format table|csv|json]`: one query's
+    result; no NAME: the queries, each with its full summary and parameters. Reading
+    never creates the warehouse (nor its folder): without one, a one-paragraph error."""
+    import textwrap
+
     from decayrec.warehouse import configured_warehouse
-    from decayrec.warehouse.queries import format_table, list_queries, parse_params, run_query
+    from decayrec.warehouse.queries import (
+        check_readable,
+        format_result,
+        list_queries,
+        parse_params,
+        run_query,
+    )
 
     if not args.name:
         for query in list_queries():
@@ -230,13 +253,16 @@ def sql_command(args: argparse.Namespace) -> int:
                 f"${p.name}" + ("" if p.default is None else f"={p.default!r}")
                 for p in query.params
             )
-            print(f"{query.name:<16} {query.summary}\n{'':<16} parameters: {params or '-'}")
+            print(query.name)
+            print(textwrap.fill(query.summary, 88, initial_indent="    ", subsequent_indent="    "))
+            print(f"    parameters: {params or '-'}")
         return 0
-    config = load_config(args.config)
+    config = load_config(args.config, data_dir=args.data_dir)
     # a URL given here is used as it is (not stored in a config), so it may hold a password
     warehouse = configured_warehouse(config, url=args.warehouse)
+    check_readable(warehouse)
     table = run_query(warehouse, args.name, parse_params(args.param))
-    print(format_table(table, args.max_rows))
+    print(format_result(table, args.format, args.max_rows))
     return 0
 
 

@@ -60,6 +60,7 @@ import torch
 
 from decayrec.lake.matrix import InteractionMatrix
 from decayrec.lake.staging import sha256_of
+from decayrec.models.base import Explanation, closest_in_embedding
 from decayrec.models.device import remap_columns, user_rows
 
 if TYPE_CHECKING:
@@ -142,16 +143,11 @@ class Catalogue:
     texts: list[str]
 
 
-def read_catalogue(
-    path: str | Path,
-    id_column: str = "item_id",
-    text_columns: list[str] | tuple[str, ...] = ("title",),
-    list_separator: str = "|",
-) -> Catalogue:
-    """Read a CSV or Parquet catalogue; each item's text is the first text column as it
-    is, then 'Column: value' for the others, joined by '. ', with `list_separator`
-    inside a value turned into ', ' (MovieLens genres "Adventure|Animation" ->
-    "Genres: Adventure, Animation"). Empty values are left out."""
+def catalogue_columns(
+    path: str | Path, id_column: str = "item_id", text_columns: list[str] | tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """The id column and the text columns of a CSV or Parquet catalogue, as text, one row
+    per item id (its first occurrence), in catalogue order."""
     path = Path(path)
     if not path.is_file():
         raise ContentError(f"item catalogue file {path} does not exist (content.catalogue)")
@@ -167,11 +163,24 @@ def read_catalogue(
             f"item catalogue {path} has no column {', '.join(missing)} "
             f"(it has {', '.join(frame.columns)})"
         )
-    frame = (
+    return (
         frame.select([pl.col(c).cast(pl.Utf8) for c in columns])
         .filter(pl.col(id_column).is_not_null())
         .unique(subset=id_column, keep="first", maintain_order=True)
     )
+
+
+def read_catalogue(
+    path: str | Path,
+    id_column: str = "item_id",
+    text_columns: list[str] | tuple[str, ...] = ("title",),
+    list_separator: str = "|",
+) -> Catalogue:
+    """Read a CSV or Parquet catalogue; each item's text is the first text column as it
+    is, then 'Column: value' for the others, joined by '. ', with `list_separator`
+    inside a value turned into ', ' (MovieLens genres "Adventure|Animation" ->
+    "Genres: Adventure, Animation"). Empty values are left out."""
+    frame = catalogue_columns(path, id_column, text_columns)
     labels = [c.replace("_", " ").strip().capitalize() for c in text_columns]
     texts = []
     for row in frame.iter_rows():
@@ -344,6 +353,11 @@ class ColdStartBlend:
         self.model = model
         self.name = model.name
         self.input = model.input
+        # a scorer without reasons (not a Model) explains nothing itself
+        self.reasons = (
+            *getattr(model, "reasons", ("{items}",)),
+            "new, similar to {items}, which you interacted with",
+        )
         emb = torch.as_tensor(np.asarray(item_embeddings, dtype=np.float32))
         n_items = len(interactions_per_item)
         if emb.shape[0] != n_items:
@@ -409,6 +423,32 @@ class ColdStartBlend:
             matrix, matrix.row_pointer(), np.asarray(users), matrix.row_weights, cf.device
         )
         return self.blend(self._widen(cf), x)
+
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """Items the blend scored (fewer than min_interactions interactions): the user's
+        items closest in text (the last phrase of `reasons`, "new, similar to ...");
+        the others: the wrapped model's explanation."""
+        if x.layout != torch.sparse_csr:
+            x = x.to_sparse_csr()
+        base = torch.arange(self.n_items, device=x.device)
+        base[self.base_items :] = -1
+        known = torch.where(items < self.base_items, items, -1)
+        if hasattr(self.model, "explain"):
+            why = self.model.explain(remap_columns(x, base, self.base_items), known, top)
+        else:
+            none = torch.full((*items.shape, top), -1, dtype=torch.int64, device=items.device)
+            why = Explanation(none, torch.zeros(none.shape, device=items.device))
+        active = self.active.to(items.device)
+        cold = torch.isin(items, active) & (items >= 0)
+        if not bool(cold.any()):
+            return why
+        new = closest_in_embedding(x, torch.where(cold, items, -1), self.embeddings, top)
+        kind = why.kind if why.kind is not None else torch.zeros_like(items)
+        return Explanation(
+            torch.where(cold[..., None], new.items, why.items),
+            torch.where(cold[..., None], new.weights, why.weights),
+            torch.where(cold, len(self.reasons) - 1, kind),
+        )
 
     def content_scores(self, x: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """The standardised cosine (profile_u, e_i) for the batch's users and `items`

@@ -45,11 +45,13 @@ def escape_ident(name: str) -> str:
 
 
 def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection in UTC; `path=None` gives an in-memory database."""
+    """A DuckDB connection in UTC; `path=None` gives an in-memory database. Only a
+    connection that may write creates the file's folder."""
     if path is None:
         con = duckdb.connect()
     else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
     return con

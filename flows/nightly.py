@@ -95,7 +95,7 @@ def nightly(
         )
         # sanity bounds against the previous published date: failing lists stay unpublished
         checked = stage("publish-check", publish_check, config, as_of, snapshot, trained, gate)
-        published = stage("export", export, config, as_of, trained, run_id)
+        published = stage("export", export, config, as_of, trained, run_id, snapshot)
         stage("promote", promote, config, gate)
     except StageFailed as failure:
         failed = RunOutcome(

@@ -79,7 +79,7 @@ def reexport(
     run_dir.mkdir(parents=True, exist_ok=True)
     fitted = FittedModel(str(run_dir), str(model_path), str(source["model"]), "stored", 0.0)
     trained = score_sharded(config, snapshot, fitted)
-    published = export(config, as_of, trained, run_id)
+    published = export(config, as_of, trained, run_id, snapshot)
     outcome = RunOutcome(
         status="succeeded",
         metrics={"reexport_of": src_id},

@@ -5,6 +5,8 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig, mask_url
+from decayrec.lake.matrix import Snapshot
+from decayrec.scoring.items import item_table
 from decayrec.scoring.lists import TrainedLists
 from decayrec.warehouse import configured_warehouse
 from decayrec.warehouse.base import RunOutcome, record_run_locally, redact
@@ -25,10 +27,20 @@ def start_run(config: DecayrecConfig, run_id: str, as_of: date) -> None:
 
 
 @io_task("export")
-def export(config: DecayrecConfig, as_of: date, trained: TrainedLists, run_id: str) -> bool:
-    """Publish the lists of `as_of` atomically; False when identical lists were already live."""
+def export(
+    config: DecayrecConfig,
+    as_of: date,
+    trained: TrainedLists,
+    run_id: str,
+    snapshot: Snapshot | None = None,
+) -> bool:
+    """Publish the lists of `as_of` atomically, with the items of the snapshot they were
+    scored on (catalogue entries and figures, decayrec.scoring.items) in the same
+    transaction; False when identical lists were already live."""
     warehouse = configured_warehouse(config)
-    return warehouse.publish(as_of, pq.read_table(trained.lists_path), run_id, trained.model)
+    items = None if snapshot is None else item_table(config, snapshot)
+    lists = pq.read_table(trained.lists_path)
+    return warehouse.publish(as_of, lists, run_id, trained.model, items=items)
 
 
 @io_task("record-run")

@@ -116,15 +116,13 @@ def test_itemknn_explains_with_the_users_own_items():
     x[4, [2, 3]] = 1
     x[5, [3]] = 1
     model = ItemKNN("cosine", neighbours=4).fit(matrix_from_dense(x))
-    user = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])  # saw items 0 and 2
-    because = model.explain(user, 1)
-    assert [item for item, _ in because] == ["i0"]
-    because = model.explain(user, 3)
-    assert [item for item, _ in because] == ["i2"]
-    # contributions add up to the score
-    assert sum(c for _, c in model.explain(user, 1, top=10)) == pytest.approx(
-        float(model.score(user[None])[0, 1]), rel=1e-5
-    )
+    user = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0]])  # saw items 0 and 2
+    why = model.explain(user.to_sparse_csr(), torch.tensor([[1, 3, -1]]), top=10)
+    assert why.items[0, 0].tolist()[:2] == [0, -1]  # item 1: because of item 0 alone
+    assert why.items[0, 1].tolist()[:2] == [2, -1]  # item 3: because of item 2 alone
+    assert why.items[0, 2].tolist() == [-1] * 10  # no item: no reason
+    # the contributions add up to the score
+    assert float(why.weights[0, 0].sum()) == pytest.approx(float(model.score(user)[0, 1]), rel=1e-5)
 
 
 def test_neighbours_are_capped_per_item():

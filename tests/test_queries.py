@@ -93,6 +93,7 @@ def test_every_query_file_is_documented():
         "metric_history",
         "top_items",
         "user_list",
+        "user_list_explained",
     }
     for q in queries.values():
         assert q.summary and "Returns:" in q.header and "Parameters:" in q.header, q.name

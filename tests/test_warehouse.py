@@ -184,6 +184,9 @@ def test_tables_views_and_columns_are_the_same_in_both(warehouse):
         "model",
         "run_id",
         "generated_at",
+        "reason",
+        "because_items",
+        "score_pct",
     ]
     assert by_table["recommendations"] == list_columns
     assert by_table["recommendations_latest"] == list_columns
@@ -196,18 +199,27 @@ def test_migrations_upgrade_a_warehouse_in_place_without_losing_rows(warehouse_t
     wh = warehouse_target.open()
     wh.ensure_schema(up_to=1)
     assert wh.schema_version() == 1
-    wh.publish(date(2024, 1, 1), lists(["a", "b"], ["x", "y"]), "run-1", "ease")
+    with wh._transaction() as cur:  # rows as the release of version 1 wrote them
+        for user, rank, item in [("a", 1, "x"), ("a", 2, "y"), ("b", 1, "x")]:
+            cur.execute(
+                f"insert into recommendations values ('2024-01-01', '{user}', {rank}, "
+                f"'{item}', 0.5, 'model', 'ease', 'run-1', now())"
+            )
     wh.start_run("r1", date(2024, 1, 1), "ease", {})
     before = all_rows(wh)
     wh.ensure_schema()
     wh.ensure_schema()  # idempotent
-    assert wh.schema_version() == 3
+    assert wh.schema_version() == 4
     assert all_rows(wh) == before
+    assert read(wh, "select count(*) as n from recommendations_latest where reason is null") == [
+        {"n": 3}
+    ]
     assert read(wh, "select count(*) as n from recommendation_runs") == [{"n": 1}]
     assert read(wh, "select version, name from schema_migrations order by version") == [
         {"version": 1, "name": "initial"},
         {"version": 2, "name": "ab_bucket"},
         {"version": 3, "name": "user_decay"},
+        {"version": 4, "name": "explained_lists"},
     ]
     assert read(wh, "select ab_bucket('s', 'u1') as b") == [{"b": ab_bucket("s", "u1")}]
     if warehouse_target.schema_name:  # every table in the configured schema
@@ -231,7 +243,7 @@ def test_a_duckdb_warehouse_of_the_release_before_migrations_is_upgraded(tmp_pat
         )
     wh = open_url(f"duckdb:///{path}")
     wh.ensure_schema()
-    assert wh.schema_version() == 3
+    assert wh.schema_version() == 4
     assert read(wh, "select user_id, item_id, run_id from recommendations_latest") == [
         {"user_id": "a", "item_id": "x", "run_id": "run-0"}
     ]

@@ -190,7 +190,7 @@ def _backtest(
     model.fit(matrix)
     result["train_seconds"] = round(time.perf_counter() - started, 3)
     for name, scorer in (("model", model), ("popularity", None)):
-        lists, _, _ = score_lists(config, scorer, matrix, device, k, users)
+        lists, _, _ = score_lists(config, scorer, matrix, device, k, users, explain=False)
         ranked = np.full((len(truth_sets), k), -1, dtype=np.int64)
         ranked[: len(users)] = lists.as_matrix(len(users), k)
         result[name] = ranking_metrics(ranked, truth_sets, config.evaluation.ks, matrix.shape[1])

@@ -60,7 +60,9 @@ class BacktestBlend:
                 self.truth_items.setdefault(user_idx, set()).add(j)
 
     def _lists(self, scorer: Any, users: np.ndarray, k: int) -> np.ndarray:
-        lists = configured_lists(self.config, scorer, self.matrix, self.device, k, users)
+        lists = configured_lists(
+            self.config, scorer, self.matrix, self.device, k, users, explain=False
+        )
         return lists.as_matrix(len(users), k)
 
     def figures(

@@ -13,6 +13,13 @@ the class and its configuration section. It is fitted on the decay-weighted
 (`Input.SEQUENCES`) `score_users(matrix, users)`; wrappers (:class:`AlignedScorer`,
 `decayrec.content.ColdStartBlend`) declare the input of the model they wrap.
 
+Every model also answers *why* (`explain`): for a batch of user rows and the items
+recommended to them, the user's own items that contributed most, each model in its own
+terms (item-item: the terms w_ui S_ij of the score; EASE: x_ui B_ij; iALS and the
+sequence model: the history items closest in their embedding). The default names the
+user's most heavily weighted items. `reasons` holds the plain-words phrase of each kind
+of explanation, `{items}` standing for the contributing items.
+
 `save` and `load` round-trip a model exactly: a loaded model gives bit-identical scores.
 A model file (decayrec.models.files) holds the model's `state()`: tensors and plain
 data only, read back without running code. Each model's `from_state` checks what it
@@ -24,6 +31,8 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -32,7 +41,7 @@ import numpy as np
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.device import last_events, remap_columns
+from decayrec.models.device import csr_row_indices, last_events, remap_columns
 from decayrec.models.files import model_file_errors, read_model_file, write_model_file
 
 if TYPE_CHECKING:
@@ -47,11 +56,100 @@ class Input(StrEnum):
     SEQUENCES = "sequences"  # score_users(matrix, users): the users' event sequences
 
 
+# about this many (history entry x recommended item) terms are computed at once: small
+# blocks keep the padding small (MovieLens-small: 12 % padded terms at 2^16, 48 % at 2^18)
+EXPLAIN_CHUNK_TERMS = 1 << 16
+
+
+@dataclass
+class Explanation:
+    """Why each recommended item of a batch: `items` (batch x k x top) the indices of the
+    user's items that contributed most, best first, -1 where fewer; `weights` their
+    contributions (same shape, 0 where none); `kind` (batch x k) which phrase of the
+    explainer's `reasons` applies (None: the first)."""
+
+    items: torch.Tensor
+    weights: torch.Tensor
+    kind: torch.Tensor | None = None
+
+
+def history_entries(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The stored entries of a batch of user rows, CSR or dense: (row, col, value)."""
+    if x.layout == torch.sparse_csr:
+        return csr_row_indices(x), x.col_indices(), x.values().to(torch.float32)
+    row, col = torch.nonzero(x, as_tuple=True)
+    return row, col, x[row, col].to(torch.float32)
+
+
+def top_contributions(
+    x: torch.Tensor,
+    items: torch.Tensor,
+    terms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    top: int,
+    chunk_terms: int = EXPLAIN_CHUNK_TERMS,
+) -> Explanation:
+    """For each user row of `x` (batch x items, CSR or dense) and each item of `items`
+    (batch x k, -1 = none), the `top` entries of the row with the largest positive terms,
+    best first. `terms(history, targets, weights)` gets a block of n users' padded
+    history items and weights (n x H) and their targets (n x k) and returns the terms
+    (n x k x H), 0 where the weight is 0 (the padding has weight 0). Users are taken in
+    order of history length, in blocks of about `chunk_terms` terms, so padding stays
+    small; a top-k per (user, target) picks."""
+    batch, k = items.shape
+    row, col, weight = history_entries(x)
+    out_items = torch.full((batch, k, top), -1, dtype=torch.int64, device=items.device)
+    out_weights = torch.zeros((batch, k, top), dtype=torch.float32, device=items.device)
+    if len(col) == 0 or k == 0 or top == 0:
+        return Explanation(out_items, out_weights)
+    counts = torch.bincount(row, minlength=batch)
+    starts = (torch.cumsum(counts, 0) - counts).cpu().numpy()
+    by_length = np.argsort(counts.cpu().numpy(), kind="stable")
+    lengths = counts.cpu().numpy()[by_length]
+    i = int(np.searchsorted(lengths, 1))  # users without entries explain nothing
+    while i < batch:
+        cost = np.arange(1, batch - i + 1) * lengths[i:] * k
+        j = i + max(1, int(np.searchsorted(cost, chunk_terms, side="right")))
+        users = torch.from_numpy(by_length[i:j]).to(items.device)
+        width = int(lengths[j - 1])
+        offset = torch.arange(width, device=items.device)
+        valid = offset[None, :] < counts[users][:, None]
+        at = torch.where(valid, torch.from_numpy(starts[by_length[i:j]])[:, None] + offset, 0)
+        history, weights = col[at], torch.where(valid, weight[at], 0.0)
+        targets = items[users]
+        value = terms(history, targets.clamp_min(0), weights).to(torch.float32)
+        best, where = torch.topk(value, min(top, width), dim=2)
+        n, _, t = best.shape
+        chosen = history.gather(1, where.view(n, k * t)).view(n, k, t)
+        keep = (best > 0) & (targets >= 0)[:, :, None]
+        out_items[users, :, : best.shape[2]] = torch.where(keep, chosen, -1)
+        out_weights[users, :, : best.shape[2]] = torch.where(keep, best, 0.0)
+        i = j
+    return Explanation(out_items, out_weights)
+
+
+def closest_in_embedding(
+    x: torch.Tensor, items: torch.Tensor, vectors: torch.Tensor, top: int
+) -> Explanation:
+    """`top_contributions` with the cosine of the history item's and the recommended
+    item's rows of `vectors` (items x dim) as the term (a batched matrix product), for
+    the history items of positive weight."""
+    unit = vectors.detach().to(items.device, torch.float32)
+    unit = unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def cosines(history: torch.Tensor, targets: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        similarity = torch.bmm(unit[targets], unit[history].transpose(1, 2))
+        return similarity * (w > 0)[:, None, :]
+
+    return top_contributions(x, items, cosines, top)
+
+
 class Model(ABC):
     """A recommendation model: see the module docstring for the contract."""
 
     name: ClassVar[str]
     input: ClassVar[Input]
+    # the plain-words phrase of each kind of explanation ({items}: the user's items)
+    reasons: ClassVar[tuple[str, ...]] = ("for a history led by {items}",)
     # constructor arguments whose setting has another name: {argument: setting}
     settings: ClassVar[dict[str, str]] = {}
     item_ids: np.ndarray | None = None
@@ -90,6 +188,18 @@ class Model(ABC):
         """The fitted model `state` describes, each part checked (raise on anything
         that does not fit)."""
 
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """Why `items` (batch x k item indices, -1 = none) were recommended to the users
+        whose rows are `x` (batch x items, CSR or dense, as scored): the user's items
+        that contributed most. By default the user's most heavily weighted items (a
+        model with nothing finer to say); models override it in their own terms."""
+        return top_contributions(
+            x,
+            items,
+            lambda history, targets, w: w[:, None, :].expand(-1, targets.shape[1], -1),
+            top,
+        )
+
     def save(self, path: str | Path) -> None:
         write_model_file(self.state(), path)
 
@@ -118,6 +228,7 @@ class AlignedScorer:
         self.model = model
         self.name = model.name
         self.input = model.input
+        self.reasons = model.reasons
         index = {item: j for j, item in enumerate(model.item_ids)}
         mapped = np.array([index.get(item, -1) for item in item_ids], dtype=np.int64)
         self.today = torch.from_numpy(np.nonzero(mapped >= 0)[0])
@@ -148,6 +259,19 @@ class AlignedScorer:
         x_model = torch.zeros(x.shape[0], self.n_model_items, dtype=x.dtype, device=x.device)
         x_model[:, theirs] = x[:, today]
         return self._back(self.model.score(x_model), x.shape[1], x.dtype)
+
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """The model's explanation of today's rows and items, in today's columns (items
+        the model never saw explain nothing)."""
+        if x.layout != torch.sparse_csr:
+            x = x.to_sparse_csr()
+        theirs_x = remap_columns(x, self.to_theirs, self.n_model_items)
+        to_theirs = self.to_theirs.to(items.device)
+        theirs_items = torch.where(items >= 0, to_theirs[items.clamp_min(0)], -1)
+        why = self.model.explain(theirs_x, theirs_items, top)
+        to_today = self.to_today.to(why.items.device)
+        back = torch.where(why.items >= 0, to_today[why.items.clamp_min(0)], -1)
+        return Explanation(back, why.weights, why.kind)
 
     def _back(self, scores: torch.Tensor, n_items: int, dtype: torch.dtype) -> torch.Tensor:
         """The model's dense scores in today's columns (0 where it never saw the item)."""

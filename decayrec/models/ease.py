@@ -11,7 +11,8 @@ With a pair half-life h, X^T X is replaced by its time-gap-decayed form
 sum_u x_ui x_uj 2^(-|t_ui - t_uj| / h) (decayrec.models.cooccurrence): positive
 semi-definite still (a Schur product of PSD matrices), so the same closed form holds.
 
-A user's scores are s_u = x_u B. X is rescaled so that its mean non-zero weight is 1:
+A user's scores are s_u = x_u B; `explain` names the items i of the largest terms
+x_ui B_ij of a score. X is rescaled so that its mean non-zero weight is 1:
 the decay kernel's absolute scale (2^-age/half-life can be tiny) then never changes
 what lambda means, and lambda is measured in "typical interactions".
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.base import Input, Model, positive_mean
+from decayrec.models.base import Explanation, Input, Model, positive_mean, top_contributions
 from decayrec.models.cooccurrence import gram_matrix
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
@@ -43,6 +44,7 @@ SPARSE_ROWS = 0.05  # score batches sparser than this share of non-zeros as CSR
 class EASE(Model):
     name = "ease"
     input = Input.CSR
+    reasons = ("because you interacted with {items}",)
 
     def __init__(
         self,
@@ -100,6 +102,20 @@ class EASE(Model):
                 return (x.to(torch.float32) @ self.B) / self.scale
             x = x.to_dense()
         return (x / self.scale) @ self.B
+
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """The largest terms x_ui B_ij of each score s_uj = x_u B_j (x rescaled)."""
+        if self.B is None:
+            raise RuntimeError("EASE.explain before fit")
+        B = self.B.to(items.device)
+        return top_contributions(
+            x,
+            items,
+            lambda history, targets, w: (
+                (w / self.scale)[:, None, :] * B[history[:, None, :], targets[:, :, None]]
+            ),
+            top,
+        )
 
     def state(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,8 @@ row x item products where that is faster: small catalogues).
 `score(x)` folds the given rows in: it solves the user system above for them against
 the fixed item factors (`fold_in_steps` CG steps from zero), then scores x_u . y_i.
 Users with new events therefore get fresh factors without retraining the items, and
-scoring never depends on which users were in the training matrix. Runs on any device
+scoring never depends on which users were in the training matrix. `explain` names the
+user's items closest to a recommended item in factor space (cosine of y_i, y_j). Runs on any device
 (float32 throughout: the normal equations are not safe in TF32/bf16).
 """
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.base import Input, Model, positive_mean
+from decayrec.models.base import Explanation, Input, Model, closest_in_embedding, positive_mean
 from decayrec.models.device import csr_row_indices
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
@@ -80,6 +81,7 @@ _PARAMS = _INT_PARAMS | {"alpha", "reg"}
 class IALS(Model):
     name = "ials"
     input = Input.CSR  # fold-in reads only the rows' entries
+    reasons = ("close in taste to {items}, which you interacted with",)
 
     def __init__(
         self,
@@ -202,6 +204,12 @@ class IALS(Model):
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of a batch of user rows (dense or CSR): fold-in, then x_u . y_i."""
         return self.fold_in(x) @ self.item_factors.to(x.device).T
+
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """The user's items whose factors are closest (cosine) to the recommended item's."""
+        if self.item_factors is None:
+            raise RuntimeError("IALS.explain before fit")
+        return closest_in_embedding(x, items, self.item_factors, top)
 
     def state(self) -> dict[str, Any]:
         return {

@@ -15,8 +15,8 @@ sparse: at most neighbours * items entries). A user's score of j is
     s_uj = sum_{i in N(j)} w~_ui S_ij
 
 a sparse row times a sparse matrix: about (items of the user) x neighbours
-multiply-adds, whatever the catalogue size. `explain(x_u, j)` returns the terms
-w~_ui S_ij, largest first: "because you interacted with i".
+multiply-adds, whatever the catalogue size. `explain(x, items)` returns the items i of
+the largest terms w~_ui S_ij, largest first: "because you interacted with i".
 
 C is built by `decayrec.models.cooccurrence.gram_matrix`, whole when it fits in
 `memory_mb`, else one block of target rows at a time, on whatever device is given.
@@ -32,17 +32,26 @@ import scipy.sparse
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
-from decayrec.models.base import Input, Model, positive_mean
+from decayrec.models.base import (
+    EXPLAIN_CHUNK_TERMS,
+    Explanation,
+    Input,
+    Model,
+    history_entries,
+    positive_mean,
+)
 from decayrec.models.cooccurrence import gram_matrix
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 Similarity = Literal["cosine", "jaccard", "lift"]
+EXPLAIN_DENSE_VALUES = 1 << 22  # explain's dense (users x items) block: 16 MB of float32
 Cooccurrence = Literal["decayed", "counts"]
 
 
 class ItemKNN(Model):
     name = "itemknn"
     input = Input.CSR  # CSR rows times the sparse similarity: no dense user rows needed
+    reasons = ("often chosen with {items}, which you interacted with",)
     settings = {"memory_mb": "score_memory_mb"}
 
     def __init__(
@@ -150,6 +159,7 @@ class ItemKNN(Model):
         return torch.topk(block, keep, dim=1)
 
     def _set_similarity(self, s: torch.Tensor) -> None:
+        self._neighbours_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.S = s.coalesce()
         self._S_csr = self.S.to_sparse_csr()
         self._S_scipy = _as_scipy(self._S_csr) if self._S_csr.device.type == "cpu" else None
@@ -180,20 +190,76 @@ class ItemKNN(Model):
         shape = (rows.shape[0], self._S_csr.shape[1])
         return torch.sparse_csr_tensor(crow, col, value / self.scale, shape)
 
-    def explain(self, user_row: torch.Tensor, item: int, top: int = 3) -> list[tuple[str, float]]:
-        """The items of `user_row` (a dense row of weights) that contribute most to the
-        score of `item` (an item index): [(item_id, contribution)], largest first."""
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """The largest terms w~_ui S_ij of each score s_uj: "because you interacted with
+        i". Only the neighbours N(j) of a target can contribute, so each (user, target)
+        looks up its <= `neighbours` neighbours in the user's row (a binary search in
+        the batch's sorted (user, item) keys) rather than the whole history."""
         if self.S is None:
             raise RuntimeError("ItemKNN.explain before fit")
-        s = self.S.to(user_row.device)
-        column = torch.zeros(s.shape[0], device=user_row.device)
-        hits = s.indices()[1] == item
-        column[s.indices()[0][hits]] = s.values()[hits]
-        terms = (user_row.flatten().to(torch.float32) / self.scale) * column
-        order = torch.argsort(terms, descending=True, stable=True)
-        return [
-            (str(self.item_ids[i]), float(terms[i])) for i in order[:top].tolist() if terms[i] > 0
-        ]
+        neighbour, similarity = self._neighbour_lists(items.device)
+        batch, k = items.shape
+        n_items = self.S.shape[0]
+        row, col, weight = history_entries(x)
+        weight = weight / self.scale
+        out_items = torch.full((batch, k, top), -1, dtype=torch.int64, device=items.device)
+        out_weights = torch.zeros((batch, k, top), dtype=torch.float32, device=items.device)
+        width = neighbour.shape[1]
+        if len(col) == 0 or width == 0 or top == 0:
+            return Explanation(out_items, out_weights)
+        step = max(1, EXPLAIN_CHUNK_TERMS * 4 // max(k * width, 1))
+        # a block's rows as a dense (users x items) table where that stays small (a
+        # gather), else binary searches in the batch's sorted (user, item) keys
+        dense = EXPLAIN_DENSE_VALUES // n_items >= 16
+        if dense:
+            step = min(step, EXPLAIN_DENSE_VALUES // n_items)
+        else:
+            keys, order = torch.sort(row * n_items + col)
+            weight = weight[order]
+        for start in range(0, batch, step):
+            targets = items[start : start + step]
+            n = len(targets)
+            candidates = neighbour[targets.clamp_min(0)]  # n x k x width, -1 = none
+            if dense:
+                table = torch.zeros(n, n_items + 1, device=items.device)  # column -1: 0
+                in_block = (row >= start) & (row < start + n)
+                table[row[in_block] - start, col[in_block]] = weight[in_block]
+                local = torch.arange(n, device=items.device)[:, None, None]
+                w = table[local, candidates]
+            else:
+                query = (start + torch.arange(n, device=items.device))[:, None, None] * n_items
+                query = query + candidates
+                at = torch.searchsorted(keys, query).clamp_max(len(keys) - 1)
+                w = torch.where((keys[at] == query) & (candidates >= 0), weight[at], 0.0)
+            terms = similarity[targets.clamp_min(0)] * w * (targets >= 0)[:, :, None]
+            best, where = torch.topk(terms, min(top, width), dim=2)
+            keep = best > 0
+            chosen = torch.gather(candidates, 2, where)
+            out_items[start : start + n, :, : best.shape[2]] = torch.where(keep, chosen, -1)
+            out_weights[start : start + n, :, : best.shape[2]] = torch.where(keep, best, 0.0)
+        return Explanation(out_items, out_weights)
+
+    def _neighbour_lists(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each target j's neighbours i and similarities S_ij as (items x width) tensors
+        padded with -1 / 0 (width: the most neighbours any target has); built once."""
+        cached = self._neighbours_cache
+        if cached is None or cached[0].device != device:
+            n_items = self.S.shape[0]
+            source, target = self.S.indices()
+            values = self.S.values().to(torch.float32)
+            order = torch.argsort(target * n_items + source)
+            source, target, values = source[order], target[order], values[order]
+            counts = torch.bincount(target, minlength=n_items)
+            width = int(counts.max()) if len(counts) and len(target) else 0
+            first = (torch.cumsum(counts, 0) - counts)[target]
+            slot = torch.arange(len(target), device=target.device) - first
+            neighbour = torch.full((n_items, width), -1, dtype=torch.int64, device=target.device)
+            similarity = torch.zeros((n_items, width), dtype=torch.float32, device=target.device)
+            neighbour[target, slot] = source
+            similarity[target, slot] = values
+            cached = (neighbour.to(device), similarity.to(device))
+            self._neighbours_cache = cached
+        return cached
 
     def state(self) -> dict[str, Any]:
         s = self.S.cpu()

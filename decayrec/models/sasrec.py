@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from decayrec.lake.matrix import EventSequences, InteractionMatrix
-from decayrec.models.base import Input, Model
+from decayrec.models.base import Explanation, Input, Model, closest_in_embedding
 from decayrec.models.device import entry_ranges, last_events
 from decayrec.models.files import (
     ModelFileError,
@@ -153,6 +153,7 @@ class _Network(nn.Module):
 class TimeSASRec(Model):
     name = "sasrec"
     input = Input.SEQUENCES
+    reasons = ("close to {items} in your history, as the sequence model sees items",)
     settings = {
         "dim": "seq_dim",
         "layers": "seq_layers",
@@ -467,6 +468,13 @@ class TimeSASRec(Model):
         if matrix.sequences is None:
             raise ValueError("sasrec needs the snapshot's event sequences; it has none")
         return self.score_events(*last_events(matrix.sequences, users, self.hyper["max_len"]))
+
+    @torch.no_grad()
+    def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
+        """The user's items whose embeddings (the tied item embeddings E) are closest
+        (cosine) to the recommended item's."""
+        assert self.net is not None, "the model is not fitted"
+        return closest_in_embedding(x, items, self.net.items.weight[1:], top)
 
     @torch.no_grad()
     def score_events(self, items: np.ndarray, times: np.ndarray, refs: np.ndarray) -> torch.Tensor:

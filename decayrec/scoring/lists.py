@@ -98,18 +98,20 @@ def score_lists(
     device: torch.device,
     k: int | None = None,
     users: np.ndarray | None = None,
+    explain: bool = True,
 ) -> tuple[Lists, InteractionMatrix, str]:
     """Top-k lists (k: config.k) of `users` (default: all) exactly as the nightly run
     publishes them: the cold-start blend when content is on, seen items excluded, the
     model where it scores, decayed popularity otherwise (`model=None`: popularity
     alone). Returns the lists, the matrix they index (extended by the blend) and the
-    scorer's name. Backtests call this too, so they measure what is published."""
+    scorer's name. Backtests call this too, so they measure what is published (they skip
+    the reasons: `explain=False`)."""
     name = "popularity" if model is None else model.name
     if model is not None and config.content.enabled:
         from decayrec.content import content_blend
 
         matrix, model, _ = content_blend(config, matrix, model, device)
-    return configured_lists(config, model, matrix, device, k, users), matrix, name
+    return configured_lists(config, model, matrix, device, k, users, explain), matrix, name
 
 
 def _score_and_write(

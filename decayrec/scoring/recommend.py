@@ -5,16 +5,25 @@ are the items with a positive model score, best first; a list that comes up shor
 (or the whole list, for a user with fewer than `min_history` items) is topped up by
 decayed popularity, and each row says which produced it (`source`). A user is given
 fewer than K rows only when fewer than K items remain unseen.
+
+Each row also says why (computed in the same batches, `explain=True`): `because_items`,
+the user's own items that contributed most to a model row (the model's `explain`, in its
+own terms), and `reason`, the same in plain words; a popularity row's reason is the
+decayed popularity. `score_pct` puts the row on one scale across models and dates: the
+share of the user's candidate (unseen) items ranked at or below it in the user's full
+ranking, (candidates - rank + 1) / candidates; 1 is the best item for that user.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from decayrec.lake.matrix import InteractionMatrix
@@ -23,10 +32,26 @@ from decayrec.models.device import csr_row_indices, user_rows
 from decayrec.progress import Progress
 
 if TYPE_CHECKING:
-    from decayrec.config import DecayrecConfig
+    from decayrec.config import DecayConfig, DecayrecConfig
 
 SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "fallback"
+BECAUSE_TOP = 3  # the user's items a reason names at most
+# reason codes before the model's own phrases (Lists.reasons)
+REASON_FALLBACK, REASON_MODEL = 0, 1
+POPULARITY_REASON = "popular lately across all users (decayed popularity)"
+
+
+def popularity_reason(decay: DecayConfig) -> str:
+    """The plain-words reason of a popularity row, for the configured decay."""
+    if decay.kernel == "exponential":
+        return (
+            f"popular lately across all users (decayed popularity: an interaction counts "
+            f"half as much every {decay.half_life_days:g} days)"
+        )
+    if decay.kernel == "none":
+        return "popular across all users (every interaction counts the same)"
+    return f"{POPULARITY_REASON[:-1]}, {decay.kernel.replace('_', ' ')} kernel)"
 
 
 log = logging.getLogger(__name__)
@@ -37,7 +62,9 @@ PROGRESS_USERS = 200_000
 class Scorer(Protocol):
     """A model, or a wrapper of one, as `recommend` scores with it: its declared `input`
     says whether it reads the batch's rows, `score(x)` (CSR or dense), or the users'
-    events, `score_users(matrix, users)` (decayrec.models.base)."""
+    events, `score_users(matrix, users)`. Every model (and wrapper) also says why,
+    `explain(x, items, top) -> Explanation` in the phrases of its `reasons`
+    (decayrec.models.base); a scorer without `explain` gets the generic model reason."""
 
     name: str
     input: Input
@@ -82,19 +109,38 @@ class Lists:
     item_idx: np.ndarray
     score: np.ndarray
     from_model: np.ndarray  # bool
+    user_pos: np.ndarray | None = None  # position of each entry's user in the scored order
+    score_pct: np.ndarray | None = None  # float64: (candidates - rank + 1) / candidates
+    because: np.ndarray | None = None  # (rows x BECAUSE_TOP) item_idx, -1 padded
+    reason_code: np.ndarray | None = None  # int: index into `reasons`
+    # phrases of the reason codes: fallback, model without items, the model's own
+    reasons: tuple[str, ...] = (POPULARITY_REASON, "picked by the model from your history")
+    explain_seconds: float = 0.0  # wall time spent explaining (in the scoring batches)
+    explain_cpu_seconds: float = 0.0  # the same in CPU time of this process
 
     def to_arrow(self, matrix: InteractionMatrix) -> pa.Table:
-        return pa.table(
-            {
-                "user_id": pa.array(matrix.user_ids[self.user_idx], pa.string()),
-                "rank": pa.array(self.rank, pa.int32()),
-                "item_id": pa.array(matrix.item_ids[self.item_idx], pa.string()),
-                "score": pa.array(self.score, pa.float64()),
-                "source": pa.array(
-                    np.where(self.from_model, SOURCE_MODEL, SOURCE_FALLBACK), pa.string()
-                ),
-            }
+        n = len(self.rank)
+        columns = {
+            "user_id": pa.array(matrix.user_ids[self.user_idx], pa.string()),
+            "rank": pa.array(self.rank, pa.int32()),
+            "item_id": pa.array(matrix.item_ids[self.item_idx], pa.string()),
+            "score": pa.array(self.score, pa.float64()),
+            "source": pa.array(
+                np.where(self.from_model, SOURCE_MODEL, SOURCE_FALLBACK), pa.string()
+            ),
+        }
+        because = self.because if self.because is not None else np.full((n, 0), -1)
+        code = (
+            self.reason_code
+            if self.reason_code is not None
+            else np.where(self.from_model, REASON_MODEL, REASON_FALLBACK)
         )
+        columns["reason"], columns["because_items"] = reason_columns(
+            because, code, self.reasons, matrix.item_ids
+        )
+        pct = self.score_pct if self.score_pct is not None else np.full(n, np.nan)
+        columns["score_pct"] = pa.array(pct, pa.float64(), from_pandas=True)
+        return pa.table(columns)
 
     def as_matrix(self, n_users: int, k: int) -> np.ndarray:
         """Item indices as an (n_users x k) array padded with -1, row = position in users."""
@@ -103,7 +149,33 @@ class Lists:
         out[self.user_pos[keep], self.rank[keep] - 1] = self.item_idx[keep]
         return out
 
-    user_pos: np.ndarray | None = None  # position of each entry's user in the scored order
+
+def reason_columns(
+    because: np.ndarray, code: np.ndarray, reasons: tuple[str, ...], item_ids: np.ndarray
+) -> tuple[pa.Array, pa.Array]:
+    """`reason` (text) and `because_items` (list of item ids, best first) of each row:
+    the phrase of its code with `{items}` replaced by "item(s) a, b, c". A row whose
+    code has items in its phrase but that has none takes the REASON_MODEL phrase.
+    Built column-wise with Arrow compute (no loop over rows)."""
+    valid = because >= 0
+    counts = valid.sum(1)
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+    ids = pa.array(item_ids[because[valid]] if valid.any() else [], pa.string())
+    because_items = pa.ListArray.from_arrays(pa.array(offsets), ids)
+    has_items = np.array(["{items}" in r for r in reasons])
+    code = np.where(has_items[code] & (counts == 0), REASON_MODEL, code)
+    before = np.array([r.partition("{items}")[0] for r in reasons], dtype=object)
+    after = np.array([r.partition("{items}")[2] for r in reasons], dtype=object)
+    noun = np.where(has_items[code], np.where(counts == 1, "item ", "items "), "")
+    joined = pc.if_else(pa.array(has_items[code]), pc.binary_join(because_items, ", "), "")
+    reason = pc.binary_join_element_wise(
+        pa.array(before[code], pa.string()),
+        pa.array(noun, pa.string()),
+        joined,
+        pa.array(after[code], pa.string()),
+        "",
+    )
+    return reason, because_items
 
 
 def configured_lists(
@@ -113,9 +185,11 @@ def configured_lists(
     device: torch.device | str,
     k: int | None = None,
     users: np.ndarray | None = None,
+    explain: bool = True,
 ) -> Lists:
     """`recommend` with the configured list length (unless `k`), fallback threshold,
-    batch size and memory budget."""
+    batch size, memory budget and popularity reason; `explain=False` skips the reasons
+    (backtests, which only rank)."""
     return recommend(
         model,
         matrix,
@@ -125,6 +199,8 @@ def configured_lists(
         user_batch=config.model.user_batch,
         device=device,
         memory_mb=config.model.score_memory_mb,
+        explain=explain,
+        fallback_reason=popularity_reason(config.decay),
     )
 
 
@@ -137,9 +213,12 @@ def recommend(
     user_batch: int = 2048,
     device: torch.device | str = "cpu",
     memory_mb: float = 1024.0,
+    explain: bool = True,
+    fallback_reason: str = POPULARITY_REASON,
 ) -> Lists:
     """Top-k unseen items for `users` (default: every user of the matrix), in batches of
-    at most `user_batch` users and about `memory_mb` of dense (batch x items) tensors.
+    at most `user_batch` users and about `memory_mb` of dense (batch x items) tensors,
+    with each row's score_pct and (with `explain`) its reason.
 
     `model=None` gives the pure decayed-popularity baseline.
     """
@@ -167,6 +246,9 @@ def recommend(
         position = torch.full((n_items,), -1, dtype=torch.long, device=device)
         position[candidates] = torch.arange(n_cand, device=device)
     parts: list[tuple[np.ndarray, ...]] = []
+    explain = explain and hasattr(model, "explain")
+    reasons = (fallback_reason, Lists.reasons[REASON_MODEL], *(model.reasons if explain else ()))
+    explain_seconds = explain_cpu_seconds = 0.0
     key_buffer: torch.Tensor | None = None
     progress = None
     if len(users) >= PROGRESS_USERS:  # a line about every tenth of the users
@@ -198,6 +280,17 @@ def recommend(
         pos = np.arange(start, start + len(batch))
         valid_np = valid.cpu().numpy()
         ranks = np.broadcast_to(np.arange(1, k_eff + 1), valid_np.shape)
+        candidates_np = n_items - history[start : start + len(batch), None]
+        code = np.where(from_model.cpu().numpy(), REASON_MODEL, REASON_FALLBACK)
+        because = np.full((*valid_np.shape, BECAUSE_TOP), -1, dtype=np.int64)
+        if explain:
+            started, started_cpu = time.perf_counter(), time.process_time()
+            why = model.explain(x, torch.where(valid & from_model, top_item, -1), BECAUSE_TOP)
+            because = why.items.cpu().numpy()
+            kind = 0 if why.kind is None else why.kind.cpu().numpy()
+            code = np.where(code == REASON_MODEL, 2 + kind, code)
+            explain_seconds += time.perf_counter() - started
+            explain_cpu_seconds += time.process_time() - started_cpu
         parts.append(
             (
                 np.broadcast_to(batch[:, None], valid_np.shape)[valid_np],
@@ -206,16 +299,21 @@ def recommend(
                 top_item.cpu().numpy()[valid_np],
                 score.cpu().numpy().astype(np.float64)[valid_np],
                 from_model.cpu().numpy()[valid_np],
+                ((candidates_np - ranks + 1) / np.maximum(candidates_np, 1))[valid_np],
+                because[valid_np],
+                code[valid_np],
             )
         )
         if progress is not None:
             progress.update(len(batch))
     if progress is not None:
         progress.close()
-    if not parts:
+    if not parts:  # no users: empty columns
         empty = np.zeros(0, dtype=np.int64)
-        return Lists(empty, empty, empty, np.zeros(0), np.zeros(0, bool), empty)
-    user_idx, user_pos, rank, item_idx, score, from_model = (
+        none = np.zeros(0)
+        no_items = np.zeros((0, BECAUSE_TOP), dtype=np.int64)
+        parts.append((empty, empty, empty, empty, none, none > 0, none, no_items, empty))
+    user_idx, user_pos, rank, item_idx, score, from_model, pct, because, code = (
         np.concatenate(p) for p in zip(*parts, strict=True)
     )
     return Lists(
@@ -225,4 +323,10 @@ def recommend(
         score=score,
         from_model=from_model,
         user_pos=user_pos,
+        score_pct=pct,
+        because=because,
+        reason_code=code,
+        reasons=reasons,
+        explain_seconds=explain_seconds,
+        explain_cpu_seconds=explain_cpu_seconds,
     )

@@ -3,11 +3,12 @@ steps, written once in `Warehouse`; each dialect (decayrec.warehouse.duckdb_ware
 decayrec.warehouse.postgres) supplies its connections, its transactions, its staging and
 its reads.
 
-Publishing an as-of date is one transaction: stage the lists, delete that date's rows,
-insert the staged ones, delete dates older than the kept history, commit. Readers see
-the complete old lists or the complete new ones, and a rerun replaces a date rather than
-appending to it. When a rerun produces exactly the lists already published, nothing is
-rewritten (the transaction is rolled back, the tables stay identical).
+Publishing an as-of date is one transaction: stage the lists (and the items they name),
+delete that date's rows, insert the staged ones, upsert the items, delete dates older
+than the kept history, commit. Readers see the complete old lists or the complete new
+ones, and a rerun replaces a date rather than appending to it. When a rerun produces
+exactly the lists already published, the lists are not rewritten (only the items are
+upserted; without items the transaction is rolled back, the tables stay identical).
 
 SQL files bind values as `$name` parameters (DuckDB's style; the PostgreSQL writer turns
 them into psycopg's `%(name)s`). URLs may hold a password: `url` attributes, messages and
@@ -39,6 +40,24 @@ LIST_SCHEMA = pa.schema(
         ("item_id", pa.string()),
         ("score", pa.float64()),
         ("source", pa.string()),
+        ("reason", pa.string()),
+        ("because_items", pa.list_(pa.string())),
+        ("score_pct", pa.float64()),
+    ]
+)
+# columns lists written before they existed may lack (published as nulls)
+OPTIONAL_LIST_COLUMNS = ("reason", "because_items", "score_pct")
+
+# The columns of the items a publish upserts (decayrec.scoring.items.item_table).
+ITEM_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("title", pa.string()),
+        ("attributes", pa.string()),  # JSON text
+        ("first_seen", pa.timestamp("us", tz="UTC")),
+        ("last_seen", pa.timestamp("us", tz="UTC")),
+        ("n_users", pa.int64()),
+        ("popularity", pa.float64()),
     ]
 )
 
@@ -88,11 +107,24 @@ def keep_from(as_of_date: date, history_days: int) -> date:
 
 
 def staged_lists(lists: pa.Table) -> pa.Table:
-    """The lists with exactly the columns and types a publish takes."""
+    """The lists with exactly the columns and types a publish takes (the explanation
+    columns null where lists written before them lack them)."""
+    for name in OPTIONAL_LIST_COLUMNS:
+        if name not in lists.column_names:
+            field = LIST_SCHEMA.field(name)
+            lists = lists.append_column(field, pa.nulls(lists.num_rows, field.type))
     missing = set(LIST_SCHEMA.names) - set(lists.column_names)
     if missing:
         raise WarehouseError(f"the lists to publish lack the columns {sorted(missing)}")
     return lists.select(LIST_SCHEMA.names).cast(LIST_SCHEMA)
+
+
+def staged_items(items: pa.Table) -> pa.Table:
+    """The items with exactly the columns and types a publish takes."""
+    missing = set(ITEM_SCHEMA.names) - set(items.column_names)
+    if missing:
+        raise WarehouseError(f"the items to publish lack the columns {sorted(missing)}")
+    return items.select(ITEM_SCHEMA.names).cast(ITEM_SCHEMA)
 
 
 def record_run_locally(
@@ -137,9 +169,10 @@ class Warehouse(ABC):
         ends, rolled back (and the connection closed) when it raises."""
 
     @abstractmethod
-    def _publishing(self, lists: pa.Table) -> AbstractContextManager[Any]:
+    def _publishing(self, lists: pa.Table, items: pa.Table | None) -> AbstractContextManager[Any]:
         """A transaction (as _transaction) in which `lists` read as the table
-        `staged_lists` (PostgreSQL: holding the publish lock)."""
+        `staged_lists` and `items` (when given) as `staged_items` (PostgreSQL: holding
+        the publish lock)."""
 
     @abstractmethod
     def _migrating(self) -> AbstractContextManager[Any]:
@@ -171,7 +204,8 @@ class Warehouse(ABC):
 
     def ensure_schema(self, up_to: int | None = None) -> None:
         """Apply the migrations this warehouse lacks (`sql/<sql_folder>/migrations/`), up
-        to version `up_to` (default: all)."""
+        to version `up_to` (default: all, then COMMENT ON every table, view and column
+        from decayrec.warehouse.reference)."""
         with self._migrating() as cur:
             self._execute(cur, "schema_migrations")
             applied = {v for (v,) in cur.execute(APPLIED_VERSIONS).fetchall()}
@@ -188,6 +222,11 @@ class Warehouse(ABC):
                             "applied_at": datetime.now(UTC),
                         },
                     )
+            # the reference describes the newest schema: documented when it is reached
+            from decayrec.warehouse.reference import comment_statements
+
+            for statement in comment_statements(self.dialect) if up_to is None else []:
+                cur.execute(statement)
 
     def schema_version(self) -> int:
         with self._transaction() as cur:
@@ -208,22 +247,41 @@ class Warehouse(ABC):
                 },
             )
 
-    def publish(self, as_of_date: date, lists: pa.Table, run_id: str, model: str) -> bool:
-        """Swap in `lists` as the lists of `as_of_date` and prune the dates older than the
-        kept history, in one transaction; False when identical lists were already live."""
+    def publish(
+        self,
+        as_of_date: date,
+        lists: pa.Table,
+        run_id: str,
+        model: str,
+        items: pa.Table | None = None,
+    ) -> bool:
+        """Swap in `lists` as the lists of `as_of_date`, upsert `items` (the catalogue
+        and figures of decayrec.scoring.items, when given) and prune the dates older than
+        the kept history, in one transaction; False when identical lists were already
+        live (then only the items are written)."""
         lists = staged_lists(lists)
+        items = None if items is None else staged_items(items)
         on_date = {"as_of_date": as_of_date}
         try:
-            with self._publishing(lists) as cur:
+            with self._publishing(lists, items) as cur:
                 if self.settings.fail_after_staging:
                     raise InjectedFailure(
                         f"injected failure after staging {lists.num_rows} rows "
                         "(warehouse.fail_after_staging is set)"
                     )
+                if items is not None:
+                    self._execute(cur, "delete_items", on_date)
+                    self._execute(
+                        cur,
+                        "publish_items",
+                        {**on_date, "run_id": run_id, "updated_at": datetime.now(UTC)},
+                    )
                 if (
                     self._value(cur, "count_published", on_date) == lists.num_rows
                     and self._value(cur, "lists_differ", on_date) == 0
                 ):
+                    if items is not None:
+                        return False  # the items committed, the lists left as they are
                     raise _AlreadyLive
                 self._execute(cur, "delete_date", on_date)
                 self._execute(

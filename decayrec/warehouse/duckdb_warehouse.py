@@ -84,8 +84,13 @@ class DuckDBWarehouse(Warehouse):
             with self._atomic(con):
                 yield con
 
-    def _publishing(self, lists: pa.Table) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return self._transaction({"staged_lists": lists})
+    def _publishing(
+        self, lists: pa.Table, items: pa.Table | None
+    ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        staged = {"staged_lists": lists}
+        if items is not None:
+            staged["staged_items"] = items
+        return self._transaction(staged)
 
     def _migrating(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return self._connection()

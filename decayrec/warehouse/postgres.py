@@ -25,8 +25,10 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql as pgsql
 
@@ -63,6 +65,21 @@ def to_psycopg(query: str) -> str:
 def libpq_url(url: str) -> str:
     """The URL as libpq takes it (without a SQLAlchemy driver suffix)."""
     return re.sub(r"^postgres(?:ql)?(?:\+psycopg)?://", "postgresql://", url, flags=re.I)
+
+
+def array_literals(lists: pa.ChunkedArray) -> pa.Array:
+    """A list<string> column as PostgreSQL array literals ({"a","b"}; `"` and `\\`
+    escaped), built with Arrow compute; null stays null."""
+    lists = lists.combine_chunks()
+    flat = pc.list_flatten(lists)
+    flat = pc.replace_substring(flat, "\\", "\\\\")
+    flat = pc.replace_substring(flat, '"', '\\"')
+    quoted = pc.binary_join_element_wise('"', flat, '"', "")
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
+    offsets = pa.array(np.concatenate(([0], np.cumsum(lengths))).astype(np.int32))
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, quoted), ",")
+    literal = pc.binary_join_element_wise("{", joined, "}", "")
+    return pc.if_else(pc.is_null(lists), pa.scalar(None, pa.string()), literal)
 
 
 class PostgresWarehouse(Warehouse):
@@ -151,13 +168,19 @@ class PostgresWarehouse(Warehouse):
         return cur.execute(to_psycopg(sql(f"{self.sql_folder}/{name}")), params)
 
     @contextmanager
-    def _publishing(self, lists: pa.Table) -> Iterator[psycopg.Cursor]:
-        """Under the publish lock: the lists COPYed into a temporary staging table."""
+    def _publishing(self, lists: pa.Table, items: pa.Table | None) -> Iterator[psycopg.Cursor]:
+        """Under the publish lock: the lists (and the items) COPYed into temporary
+        staging tables; because_items travels as array literals (CSV has no lists)."""
         with self._transaction() as cur:
             cur.execute("select pg_advisory_xact_lock(%s)", [PUBLISH_LOCK])
             self._execute(cur, "create_staging")
-            self._copy(cur, "copy_staging", lists)
+            column = lists.schema.get_field_index("because_items")
+            literals = array_literals(lists["because_items"])
+            self._copy(cur, "copy_staging", lists.set_column(column, "because_items", literals))
             cur.execute("analyze staged_lists")
+            if items is not None:
+                self._execute(cur, "create_staged_items")
+                self._copy(cur, "copy_items", items)
             yield cur
 
     @contextmanager

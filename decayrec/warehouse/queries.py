@@ -6,13 +6,18 @@ one line per parameter,
     --   $name  what it is (default: VALUE)
 
 (no default: required). Values are passed as text and bound as parameters (the queries
-cast them); `decayrec sql NAME --param name=value` runs a query and prints a table.
+cast them); `decayrec sql NAME --param name=value` runs a query and prints a table, CSV
+or JSON (`format_result`). Ids are text; queries that list users or items order them
+by length, then as text: numeric ids come out in numeric order (1, 2, 10, 100).
 The same file runs on DuckDB and on PostgreSQL (the PostgreSQL writer turns `$name` into
 psycopg's `%(name)s`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -52,7 +57,14 @@ class Query:
 
     @property
     def summary(self) -> str:
-        return self.header.splitlines()[0] if self.header else ""
+        """What the query returns, in full: the header's lines before `Returns:`,
+        `Parameters:` or `Dialects:`, as one paragraph."""
+        lines = []
+        for line in self.header.splitlines():
+            if re.match(r"^(returns|parameters|dialects):", line.strip(), re.I):
+                break
+            lines.append(line.strip())
+        return " ".join(" ".join(lines).split())
 
 
 def _unquote(value: str) -> str:
@@ -153,9 +165,37 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+class NoWarehouse(QueryError):
+    """The warehouse a query would read does not exist yet."""
+
+
+def check_readable(warehouse: Warehouse) -> None:
+    """Raise NoWarehouse, one paragraph, when the warehouse holds no lists yet (a DuckDB
+    file that does not exist is never created by reading it)."""
+    path = getattr(warehouse, "path", None)
+    missing = path is not None and not path.is_file()
+    if not missing:
+        found = warehouse.query(
+            "select count(*) as n from information_schema.tables "
+            "where table_name = 'recommendations' and table_schema = current_schema()"
+        )
+        missing = found["n"][0].as_py() == 0
+    if missing:
+        raise NoWarehouse(
+            f"there is no warehouse at {warehouse.url} yet: `decayrec run` creates it with "
+            "the first published lists. To read another one, pass --warehouse URL, "
+            "--data-dir DIR (its warehouse.duckdb) or --config FILE, or set "
+            "DECAYREC_WAREHOUSE_URL; `decayrec sql` resolves the warehouse as `decayrec run` "
+            "does (warehouse_url, then warehouse.secret_block, then the environment, then "
+            "<data_dir>/warehouse.duckdb)."
+        )
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, datetime):
@@ -188,3 +228,37 @@ def format_table(table: pa.Table, max_rows: int | None = None) -> str:
     more = f" ({len(rows) - len(shown)} not shown)" if len(shown) < len(rows) else ""
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''}){more}")
     return "\n".join(out)
+
+
+FORMATS = ("table", "csv", "json")
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON holds it: dates and times in ISO 8601, lists element by element."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict | str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def format_result(table: pa.Table, fmt: str = "table", max_rows: int | None = None) -> str:
+    """A query's result as a plain-text table (`format_table`), CSV (a header, then one
+    line per row; lists as JSON arrays) or JSON (an array of objects)."""
+    if fmt == "table":
+        return format_table(table, max_rows)
+    rows = table.to_pylist()[:max_rows]
+    if fmt == "json":
+        return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2)
+    if fmt != "csv":
+        raise QueryError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in rows:
+        writer.writerow(
+            json.dumps(_plain(v)) if isinstance(v, list | dict) else _plain(v) for v in row.values()
+        )
+    return out.getvalue().rstrip("\n")

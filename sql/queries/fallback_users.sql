@@ -31,4 +31,4 @@ select
     n_fallback = n_entries as fully_fallback
 from user_sources
 where n_fallback > 0
-order by fully_fallback desc, n_fallback desc, user_id
+order by fully_fallback desc, n_fallback desc, length(user_id), user_id

@@ -95,4 +95,4 @@ select
     jaccard,
     top_changed
 from changes
-order by jaccard, user_id
+order by jaccard, length(user_id), user_id

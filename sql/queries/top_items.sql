@@ -1,6 +1,7 @@
 -- The items recommended most today: how many of the newest lists hold each item.
 -- Returns: item_id, n_lists (lists holding it), share_of_lists (n_lists / users with a
--- list), best_rank, mean_rank; most recommended first (ties: item_id), $limit rows.
+-- list), best_rank, mean_rank; most recommended first (ties: item_id, numeric ids in
+-- numeric order), $limit rows.
 -- Parameters:
 --   $limit  how many items (default: 20)
 -- Dialects: runs unchanged on DuckDB and PostgreSQL.
@@ -32,5 +33,5 @@ select
     item_counts.mean_rank
 from item_counts
 cross join audience
-order by item_counts.n_lists desc, item_counts.item_id
+order by item_counts.n_lists desc, length(item_counts.item_id), item_counts.item_id
 limit cast($limit as integer)

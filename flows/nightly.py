@@ -9,9 +9,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from decayrec.config import DecayrecConfig
+from decayrec.config import AsOfDate, DecayrecConfig
 from decayrec.warehouse.base import RunOutcome
-from flows.guard import exclusive_publishing_run, record_failure
+from flows.guard import exclusive_publishing_run, record_failure, run_name
 from flows.scoring import train_lists
 from tasks.artifacts import run_artifacts
 from tasks.evaluate import evaluate
@@ -66,13 +66,26 @@ def _record_failure(config: DecayrecConfig, run_id: str, as_of: date, outcome: R
     record_failure_locally(config, run_id, as_of, outcome, reason)
 
 
-@flow(name="nightly", log_prints=True, on_failure=[record_failure], timeout_seconds=12 * 3600)
+@flow(
+    name="nightly",
+    flow_run_name=run_name("nightly"),
+    log_prints=True,
+    on_failure=[record_failure],
+    timeout_seconds=12 * 3600,
+)
 @exclusive_publishing_run  # late-start skip and the nightly lock (flows/guard.py)
 def nightly(
-    as_of: date | None = None,
+    as_of: AsOfDate = None,
     config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
 ) -> dict[str, Any]:
-    """Publish every user's top-K list for `as_of` (default: today in config.timezone)."""
+    """Publish every user's top-K list for `as_of`.
+
+    Args:
+        as_of: the as-of date: the lists are computed from the events before its midnight
+            in config.timezone and published under this date. Empty: today in
+            config.timezone (a scheduled run: the date of its slot)
+        config: the run's settings; the model, the decay and k come first
+    """
     as_of = as_of or config.today()
     as_of_time = config.as_of_time(as_of)
     run_id = str(flow_run.get_id() or uuid.uuid4())

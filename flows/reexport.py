@@ -44,7 +44,13 @@ def stored_run(config: DecayrecConfig, as_of: date, source_run_id: str | None) -
     return rows[0]
 
 
-@flow(name="reexport", log_prints=True, on_failure=[record_failure], timeout_seconds=6 * 3600)
+@flow(
+    name="reexport",
+    flow_run_name="reexport-{as_of}",
+    log_prints=True,
+    on_failure=[record_failure],
+    timeout_seconds=6 * 3600,
+)
 @exclusive_publishing_run
 def reexport(
     as_of: date,

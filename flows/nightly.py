@@ -1,5 +1,5 @@
 """The nightly flow: sources -> ingest -> validate -> features -> train -> evaluate -> gate ->
-publish-check -> export."""
+publish-check -> export -> promote -> retention."""
 
 import time
 import uuid
@@ -26,6 +26,7 @@ from tasks.features import cached_features
 from tasks.gate import champion_gate, promote
 from tasks.ingest import ingest
 from tasks.publish_check import publish_check
+from tasks.retention import prune_old_runs
 from tasks.tune import configure, report_decay
 from tasks.validate import validate
 
@@ -86,6 +87,7 @@ def nightly(
             config.timezone (a scheduled run: the date of its slot)
         config: the run's settings; the model, the decay and k come first
     """
+    started = time.time()
     as_of = as_of or config.today()
     as_of_time = config.as_of_time(as_of)
     run_id = str(flow_run.get_id() or uuid.uuid4())
@@ -109,6 +111,10 @@ def nightly(
         checked = stage("publish-check", publish_check, config, as_of, snapshot, trained, gate)
         published = stage("export", export, config, as_of, trained, run_id)
         stage("promote", promote, config, gate)
+        # older runs' files (retention.keep_runs); never fails the run
+        retention = stage(
+            "retention", prune_old_runs, config, run_id, snapshot.snapshot_id, started
+        )
     except StageFailed as failure:
         failed = RunOutcome(
             status="failed",
@@ -125,6 +131,7 @@ def nightly(
             "decay": {**decay, "tune_id": tune_id},
             "gate": gate,
             "publish_check": checked,
+            "retention": retention,
         },
         stage_seconds=stage.seconds,
         n_users=trained.n_users,

@@ -142,8 +142,7 @@ def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         parameters = dict(flow_run.parameters or {})
         config = _config_of(parameters.get("config"))
-        as_of = parameters.get("as_of") or config.today()
-        as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+        as_of = resolved_as_of(parameters.get("as_of"), config)
         run_id = str(flow_run.id)
         error = state.result(raise_on_failure=False)
         if isinstance(error, LockUnavailable):  # the warehouse cannot take the record either

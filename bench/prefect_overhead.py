@@ -23,7 +23,7 @@ AS_OF = date(2018, 10, 1)
 def plain_run(config, run_id):
     from decayrec.evaluation.backtest import evaluate_all
     from decayrec.evaluation.plots import decay_report
-    from decayrec.lake.features import build_snapshot
+    from decayrec.lake.features import build_snapshot, event_type_ages
     from decayrec.lake.ingest import load_batches, stage_sources
     from decayrec.scoring.lists import train_and_score
     from decayrec.warehouse import configured_warehouse
@@ -36,7 +36,8 @@ def plain_run(config, run_id):
     load_batches(config, stage_sources(config, run_id), run_id)
     snapshot = build_snapshot(config, t)
     trained = train_and_score(config, snapshot, run_id)
-    decay_report(config.decay, f"{snapshot.path}/user_decay.parquet", trained.run_dir)
+    ages = event_type_ages(config, t)
+    decay_report(config.decay, f"{snapshot.path}/user_decay.parquet", trained.run_dir, ages)
     metrics = evaluate_all(config, t)
     import pyarrow.parquet as pq
 

@@ -6,6 +6,8 @@ build a :class:`DecayrecConfig`; every default lives here and nowhere else.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import re
 from collections.abc import Mapping
@@ -15,7 +17,15 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 # Names that end up inside SQL as identifiers or inside expressions (event types,
 # column names) must match these; values are always bound as parameters.
@@ -42,8 +52,34 @@ def check_event_type(name: str) -> str:
     return name
 
 
+def _operator_only_fields(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """A section with settings kept out of the run form (see OperatorOnly) still accepts
+    them in a deployment's stored parameters, which Prefect checks against the form's
+    schema: its schema does not forbid properties it does not list (pydantic still does)."""
+    if any(_is_operator_only(f.metadata) for f in model.model_fields.values()):
+        schema.pop("additionalProperties", None)
+
+
+def _is_operator_only(metadata: list[Any]) -> bool:
+    return any(isinstance(m, SkipJsonSchema) for m in metadata)
+
+
+# A setting of the config file and the command line (`--set`) that the Prefect run form
+# does not show: fault-injection drills and connection tuning. It stays a field of the
+# config (validated, honoured by every run); the JSON schema Prefect renders as the form
+# leaves it out, and a dump leaves it out while it holds its default (so the form's
+# default config does not show it either). Declare it as
+# `name: OperatorOnly[type] = operator_only(default, ...)`.
+OperatorOnly = SkipJsonSchema
+
+
+def operator_only(default: Any, **field: Any) -> Any:
+    """The Field of an OperatorOnly setting: dumped only when it differs from `default`."""
+    return Field(default, exclude_if=functools.partial(operator.eq, default), **field)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_operator_only_fields)
 
 
 class ColumnMapping(_Model):
@@ -69,8 +105,12 @@ class SourceConfig(_Model):
     """One source of events: a file path or a glob."""
 
     path: str = Field(description="file path or glob (CSV, Parquet or JSON Lines)")
-    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
-    columns: ColumnMapping = Field(default_factory=ColumnMapping)
+    format: Literal["auto", "csv", "parquet", "jsonl"] = Field(
+        "auto", description="file format; auto goes by the file name's extension"
+    )
+    columns: ColumnMapping = Field(
+        default_factory=ColumnMapping, description="which column holds each canonical field"
+    )
     event_type: str | None = Field(
         None, description="constant event type for files without an event type column"
     )
@@ -94,7 +134,7 @@ class ValidationConfig(_Model):
     """Row- and batch-level expectations applied to each batch before it reaches `events`."""
 
     event_types: list[str] = Field(
-        default_factory=lambda: ["view", "click", "cart", "purchase", "rating", "tag"],
+        ["view", "click", "cart", "purchase", "rating", "tag"],
         description="allowed event types",
     )
     max_future_skew_hours: float = Field(
@@ -104,7 +144,7 @@ class ValidationConfig(_Model):
         datetime(1990, 1, 1, tzinfo=UTC), description="events before this are rejected"
     )
     value_ranges: dict[str, tuple[float | None, float | None]] = Field(
-        default_factory=lambda: {"rating": (0.5, 5.0)},
+        {"rating": (0.5, 5.0)},
         description="inclusive [min, max] of `value` per event type; None leaves a side open",
     )
     max_bad_row_share: float = Field(
@@ -139,6 +179,11 @@ class DecayConfig(_Model):
     of repeated interactions.
     """
 
+    # the decay defaults: chosen on MovieLens-small's validation split by `decayrec tune`
+    # and bench/decay_table.py, measured on the published lists (README, Dynamic interest decay)
+    half_life_days: float = Field(
+        365.0, gt=0, description="exponential: K = 2^(-age / half_life_days)"
+    )
     kernel: Literal["exponential", "power_law", "sigmoid", "window", "none"] = Field(
         "exponential", description="decay kernel K(age)"
     )
@@ -162,11 +207,6 @@ class DecayConfig(_Model):
         "pair of items counts 2^(-gap / pair_half_life_days), gap = days between the user's "
         "two interactions; 0: off (every pair counts fully)",
     )
-    # the decay defaults: chosen on MovieLens-small's validation split by `decayrec tune`
-    # and bench/decay_table.py, measured on the published lists (README, Dynamic interest decay)
-    half_life_days: float = Field(
-        365.0, gt=0, description="exponential: K = 2^(-age / half_life_days)"
-    )
     power_tau_days: float = Field(30.0, gt=0, description="power_law: K = (1 + age/tau)^-p")
     power_exponent: float = Field(1.0, gt=0, description="power_law: the exponent p")
     sigmoid_midpoint_days: float = Field(
@@ -175,7 +215,7 @@ class DecayConfig(_Model):
     sigmoid_width_days: float = Field(30.0, gt=0, description="sigmoid: the width s in days")
     window_days: float = Field(365.0, gt=0, description="window: K = 1 if age < window else 0")
     type_weights: dict[str, float] = Field(
-        default_factory=lambda: {
+        {
             "view": 1.0,
             "click": 1.5,
             "cart": 3.0,
@@ -186,7 +226,7 @@ class DecayConfig(_Model):
         description="weight of one event of each type; types not listed weigh 0",
     )
     type_memory: dict[str, float] = Field(
-        default_factory=dict,
+        {},
         description="per event type, how much longer it is remembered: its ages are divided "
         "by this (exponential: the type's half-life is half_life_days times this); default 1",
     )
@@ -263,7 +303,7 @@ class EaseConfig(ModelSettings):
 
     tuned: ClassVar[tuple[str, ...]] = ("l2",)
 
-    name: Literal["ease"] = "ease"
+    name: Literal["ease"] = Field("ease", description="EASE: item-item ridge regression")
     l2: float = Field(400.0, gt=0, description="EASE ridge penalty lambda")
     max_items: int = Field(
         40_000, ge=1, description="EASE needs items^2 memory: refuse catalogues larger than this"
@@ -275,7 +315,7 @@ class ItemKNNConfig(ModelSettings):
 
     tuned: ClassVar[tuple[str, ...]] = ("similarity", "neighbours")
 
-    name: Literal["itemknn"] = "itemknn"
+    name: Literal["itemknn"] = Field("itemknn", description="item-item nearest neighbours")
     similarity: Literal["cosine", "jaccard", "lift"] = Field(
         "jaccard", description="item-item similarity on the co-occurrences"
     )
@@ -292,7 +332,7 @@ class IALSConfig(ModelSettings):
 
     tuned: ClassVar[tuple[str, ...]] = ("factors", "reg", "alpha")
 
-    name: Literal["ials"] = "ials"
+    name: Literal["ials"] = Field("ials", description="weighted implicit ALS")
     seed: int = Field(0, description="random seed of the factors' start")
     factors: int = Field(64, ge=1, description="iALS latent dimensions")
     alpha: float = Field(10.0, gt=0, description="iALS confidence 1 + alpha * weight")
@@ -304,7 +344,7 @@ class IALSConfig(ModelSettings):
 class SASRecConfig(ModelSettings):
     """The time-aware sequential Transformer (decayrec/models/sasrec.py)."""
 
-    name: Literal["sasrec"] = "sasrec"
+    name: Literal["sasrec"] = Field("sasrec", description="time-aware sequential Transformer")
     seed: int = Field(0, description="random seed of the network's start and training")
     seq_len: int = Field(50, ge=2, description="sasrec: events per user the Transformer attends to")
     seq_history: int = Field(
@@ -372,9 +412,11 @@ class EvaluationConfig(_Model):
     """The temporal backtests of DESIGN.md run on every nightly run."""
 
     protocols: list[Literal["user_time", "global_time"]] = Field(
-        default_factory=lambda: ["user_time", "global_time"]
+        ["user_time", "global_time"],
+        description="backtest protocols: user-time holds out each user's last items, "
+        "global-time the events after one cutoff; the first is the gate's",
     )
-    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    ks: list[int] = Field([10, 20], description="list lengths the metrics are measured at")
     holdout_items: int = Field(5, ge=1, description="user-time: last distinct items held out")
     min_user_events: int = Field(
         10, ge=2, description="user-time: users with fewer are not evaluated"
@@ -484,16 +526,16 @@ class WarehouseConfig(_Model):
         description="days of lists kept: publishing date D deletes the lists of dates on or "
         "before D - history_days, in the same transaction",
     )
-    connect_retries: int = Field(
+    connect_retries: OperatorOnly[int] = operator_only(
         3, ge=0, description="PostgreSQL: further connection attempts after the first fails"
     )
-    retry_backoff_seconds: float = Field(
+    retry_backoff_seconds: OperatorOnly[float] = operator_only(
         1.0, ge=0, description="PostgreSQL: wait before retry n is backoff * 2^(n-1) seconds"
     )
-    connect_timeout_seconds: int = Field(
+    connect_timeout_seconds: OperatorOnly[int] = operator_only(
         10, ge=1, description="PostgreSQL: give up one connection attempt after this"
     )
-    fail_after_staging: bool = Field(
+    fail_after_staging: OperatorOnly[bool] = operator_only(
         False,
         description="fault injection for drills and tests: the publish raises after the lists "
         "are staged, before the swap (the published lists must stay as they were)",
@@ -539,13 +581,13 @@ class OrchestrationConfig(_Model):
         None, description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"
     )
     dask_workers: int = Field(2, ge=1, le=256, description="workers of the local Dask cluster")
-    lock_wait_seconds: float = Field(
+    lock_wait_seconds: OperatorOnly[float] = operator_only(
         3600.0,
         ge=0,
         description="a nightly run waits this long for another nightly run on the same "
         "warehouse to finish, then is refused (never two publishing at once)",
     )
-    lock_lease_seconds: float = Field(
+    lock_lease_seconds: OperatorOnly[float] = operator_only(
         120.0,
         ge=60,
         le=300,
@@ -561,7 +603,7 @@ class OrchestrationConfig(_Model):
         description="a deployment run starting more than this after its scheduled slot "
         "records 'skipped' and does nothing (missed nights do not pile up)",
     )
-    fault_train_once: bool = Field(
+    fault_train_once: OperatorOnly[bool] = operator_only(
         False,
         description="fault injection for drills and tests: the first training on a snapshot "
         "raises (a marker file in data_dir/faults/ remembers it), a rerun trains normally",
@@ -584,7 +626,7 @@ class ContentConfig(_Model):
     )
     id_column: str = Field("item_id", description="catalogue column holding the item id")
     text_columns: list[str] = Field(
-        default_factory=lambda: ["title"],
+        ["title"],
         description="catalogue columns joined into the item text: the first as it is, the "
         "others as 'Column: value'",
     )
@@ -610,7 +652,7 @@ class ContentConfig(_Model):
         None, description="embeddings cache (default: data_dir/content), keyed on the catalogue"
     )
     backtest_grid: list[tuple[int, float]] = Field(
-        default_factory=list,
+        [],
         description="backtests also measure these (min_interactions, weight) pairs on the same "
         "fitted model (for choosing them on the validation split)",
     )
@@ -653,14 +695,44 @@ class PublishConfig(_Model):
     )
 
 
+class RetentionConfig(_Model):
+    """What stays in data_dir: after each successful publish the nightly run deletes the
+    files of older runs (decayrec.evaluation.retention): their run directories, registered
+    models, validation results, the snapshots only they used, and finished training
+    checkpoints. The warehouse's run history is kept whole."""
+
+    enabled: bool = Field(True, description="prune older runs' files after each publish")
+    keep_runs: int = Field(
+        3,
+        ge=1,
+        description="the files of this many most recent runs are kept, plus the champion's "
+        "model and snapshot (and the run in progress)",
+    )
+
+
 class DecayrecConfig(_Model):
     """Everything one run of decayrec needs."""
 
     # a rejected warehouse_url may hold a password: keep input values out of error messages
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
+    # the form shows these first: what an operator changes most
+    model: ModelConfig = Field(
+        EaseConfig(),
+        description="the model trained each night and the gate it must pass: `name` chooses "
+        "the model, the other settings are that model's",
+    )
+    decay: DecayConfig = Field(
+        default_factory=DecayConfig,
+        description="how the past is weighted: the kernel, its half-life, the event types' weights",
+    )
+    k: int = Field(10, ge=1, le=1000, description="items per user list")
+    sources: list[SourceConfig] = Field(
+        [], description="the event files loaded each run (new or changed files only)"
+    )
     data_dir: Path = Field(
-        Path("decayrec-data"), description="lake DuckDB file, snapshots, validation results"
+        Path("decayrec-data"),
+        description="lake DuckDB file, snapshots, models, run files, validation results",
     )
     warehouse_url: str | None = Field(
         None,
@@ -668,10 +740,35 @@ class DecayrecConfig(_Model):
         "(default: warehouse.secret_block, then $DECAYREC_WAREHOUSE_URL, then warehouse.duckdb "
         "in data_dir)",
     )
-    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
-    sources: list[SourceConfig] = Field(default_factory=list)
-    k: int = Field(10, ge=1, le=1000, description="items per user list")
+    warehouse: WarehouseConfig = Field(
+        default_factory=WarehouseConfig, description="where the lists are published, how long kept"
+    )
     timezone: str = Field("UTC", description="as-of dates start at midnight in this timezone")
+    validation: ValidationConfig = Field(
+        default_factory=ValidationConfig,
+        description="the checks each new batch of events must pass",
+    )
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="the temporal backtests of every run"
+    )
+    use_tuned: bool = Field(
+        True, description="apply the newest tuning winner's decay and lambda (decayrec tune)"
+    )
+    publish: PublishConfig = Field(
+        default_factory=PublishConfig,
+        description="sanity bounds the lists must pass before they are published",
+    )
+    content: ContentConfig = Field(
+        default_factory=ContentConfig, description="cold-start items scored by their text"
+    )
+    orchestration: OrchestrationConfig = Field(
+        default_factory=OrchestrationConfig,
+        description="sharded scoring, its task runner, late starts",
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="which runs' files stay in data_dir after a successful publish",
+    )
     lake_memory_share: float = Field(
         0.4,
         gt=0,
@@ -679,20 +776,6 @@ class DecayrecConfig(_Model):
         description="share of the machine's memory the lake's DuckDB connection may use before "
         "it spills to disk (DuckDB's own default, 0.8, took 19 GB at 10^8 events)",
     )
-    validation: ValidationConfig = Field(default_factory=ValidationConfig)
-    decay: DecayConfig = Field(default_factory=DecayConfig)
-    model: ModelConfig = Field(
-        default_factory=EaseConfig,
-        description="the model trained each night and the gate it must pass: `name` chooses "
-        "the model, the other settings are that model's",
-    )
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    use_tuned: bool = Field(
-        True, description="apply the newest tuning winner's decay and lambda (decayrec tune)"
-    )
-    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
-    content: ContentConfig = Field(default_factory=ContentConfig)
-    publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -749,6 +832,12 @@ class DecayrecConfig(_Model):
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.timezone)).date()
+
+
+# A flow's optional as-of date. The run form shows a date picker, left empty for the
+# default (today in config.timezone; a scheduled run: its slot's date), not a choice
+# between a date and None.
+AsOfDate = Annotated[date | None, WithJsonSchema({"type": "string", "format": "date"})]
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> DecayrecConfig:

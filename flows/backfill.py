@@ -44,7 +44,12 @@ def report_markdown(start: date, end: date, force: bool, days: list[dict[str, An
     return "\n".join(lines)
 
 
-@flow(name="backfill", log_prints=True, timeout_seconds=7 * 24 * 3600)
+@flow(
+    name="backfill",
+    flow_run_name="backfill-{start}-to-{end}",
+    log_prints=True,
+    timeout_seconds=7 * 24 * 3600,
+)
 def backfill(
     start: date,
     end: date,

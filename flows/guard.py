@@ -3,6 +3,7 @@ on_failure hook that records failures the flow body could not record itself."""
 
 import functools
 import inspect
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +35,51 @@ def scheduled_slot() -> datetime | None:
     return run.expected_start_time.astimezone(UTC)
 
 
+def resolved_as_of(as_of: date | str | None, config: DecayrecConfig) -> date:
+    """The as-of date a run uses: the one given; else, for a deployment run, the date of
+    its scheduled slot in config.timezone (a run that starts a little late still
+    publishes its night); else today in config.timezone."""
+    if isinstance(as_of, str):
+        return date.fromisoformat(as_of)
+    if as_of is not None:
+        return as_of
+    slot = scheduled_slot()
+    if slot is not None:
+        return slot.astimezone(ZoneInfo(config.timezone)).date()
+    return config.today()
+
+
+def run_name(prefix: str) -> Callable[[], str]:
+    """A flow's `flow_run_name`: `<prefix>-<the as-of date the run uses>`, e.g.
+    nightly-2018-10-01, so the runs list and a backfill's graph show the date."""
+
+    def name() -> str:
+        ctx = FlowRunContext.get()
+        parameters = dict(ctx.parameters or {}) if ctx else {}
+        config = _config_of(parameters.get("config"))
+        return f"{prefix}-{resolved_as_of(parameters.get('as_of'), config).isoformat()}"
+
+    name.__qualname__ = name.__name__ = f"{prefix}_run_name"
+    return name
+
+
+def name_subflow_task_run() -> None:
+    """A subflow run (a backfill's day) is tracked in its parent flow by a task run
+    Prefect names after the flow (nightly-0, nightly-1, ...): give it the subflow run's
+    own name (nightly-2018-09-28), so the parent's graph shows the dates."""
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx else None
+    if run is None or run.parent_task_run_id is None:
+        return
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.set_task_run_name(run.parent_task_run_id, run.name)
+    except Exception as exc:  # a name is never worth failing a run over
+        get_logger("decayrec.hooks").warning("could not name the task run of %s: %s", run.name, exc)
+
+
 def start_delay_hours(slot: datetime, now: datetime | None = None) -> float:
     return ((now or datetime.now(UTC)) - slot).total_seconds() / 3600.0
 
@@ -52,8 +98,10 @@ def _record_skip(config: DecayrecConfig, as_of: date, reason: str) -> dict[str, 
 def exclusive_publishing_run(fn: Any) -> Any:
     """Wrap a flow function `fn(as_of, config, ...)`:
 
-    - a deployment run with no as_of gets the date of its scheduled slot (in
-      config.timezone), so a run that starts a little late still publishes its night;
+    - a run with no as_of gets the date resolved_as_of gives it (a deployment run: the
+      date of its scheduled slot in config.timezone, so a run that starts a little late
+      still publishes its night; else today);
+    - a subflow run (a backfill's day) names its task run in the parent after itself;
     - a deployment run starting more than orchestration.max_start_delay_hours after its
       slot records 'skipped' and returns (missed nights never pile up);
     - otherwise the run holds the nightly lock (tasks.ops.exclusive_run) while it runs:
@@ -66,10 +114,10 @@ def exclusive_publishing_run(fn: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         config = _config_of(bound.arguments["config"])
+        bound.arguments["as_of"] = resolved_as_of(bound.arguments.get("as_of"), config)
+        name_subflow_task_run()
         slot = scheduled_slot()
         if slot is not None:
-            if bound.arguments.get("as_of") is None:
-                bound.arguments["as_of"] = slot.astimezone(ZoneInfo(config.timezone)).date()
             delay = start_delay_hours(slot)
             limit = config.orchestration.max_start_delay_hours
             if delay > limit:
@@ -94,8 +142,7 @@ def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         parameters = dict(flow_run.parameters or {})
         config = _config_of(parameters.get("config"))
-        as_of = parameters.get("as_of") or config.today()
-        as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+        as_of = resolved_as_of(parameters.get("as_of"), config)
         run_id = str(flow_run.id)
         error = state.result(raise_on_failure=False)
         if isinstance(error, LockUnavailable):  # the warehouse cannot take the record either

@@ -1,5 +1,5 @@
 """The nightly flow: sources -> ingest -> validate -> features -> train -> evaluate -> gate ->
-publish-check -> export."""
+publish-check -> export -> promote -> retention."""
 
 import time
 import uuid
@@ -9,10 +9,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from decayrec.config import DecayrecConfig
+from decayrec.config import AsOfDate, DecayrecConfig
 from decayrec.report import log_message, plain, run_facts
 from decayrec.warehouse.base import RunOutcome
-from flows.guard import exclusive_publishing_run, record_failure
+from flows.guard import exclusive_publishing_run, record_failure, run_name
 from flows.scoring import train_lists
 from tasks.artifacts import run_artifacts
 from tasks.evaluate import evaluate
@@ -27,6 +27,7 @@ from tasks.features import cached_features
 from tasks.gate import champion_gate, promote
 from tasks.ingest import ingest
 from tasks.publish_check import publish_check
+from tasks.retention import prune_old_runs
 from tasks.tune import configure, report_decay
 from tasks.validate import validate
 
@@ -67,13 +68,27 @@ def _record_failure(config: DecayrecConfig, run_id: str, as_of: date, outcome: R
     record_failure_locally(config, run_id, as_of, outcome, reason)
 
 
-@flow(name="nightly", log_prints=True, on_failure=[record_failure], timeout_seconds=12 * 3600)
+@flow(
+    name="nightly",
+    flow_run_name=run_name("nightly"),
+    log_prints=True,
+    on_failure=[record_failure],
+    timeout_seconds=12 * 3600,
+)
 @exclusive_publishing_run  # late-start skip and the nightly lock (flows/guard.py)
 def nightly(
-    as_of: date | None = None,
+    as_of: AsOfDate = None,
     config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
 ) -> dict[str, Any]:
-    """Publish every user's top-K list for `as_of` (default: today in config.timezone)."""
+    """Publish every user's top-K list for `as_of`.
+
+    Args:
+        as_of: the as-of date: the lists are computed from the events before its midnight
+            in config.timezone and published under this date. Empty: today in
+            config.timezone (a scheduled run: the date of its slot)
+        config: the run's settings; the model, the decay and k come first
+    """
+    started = time.time()
     as_of = as_of or config.today()
     as_of_time = config.as_of_time(as_of)
     run_id = str(flow_run.get_id() or uuid.uuid4())
@@ -97,6 +112,10 @@ def nightly(
         checked = stage("publish-check", publish_check, config, as_of, snapshot, trained, gate)
         published = stage("export", export, config, as_of, trained, run_id, snapshot)
         stage("promote", promote, config, gate)
+        # older runs' files (retention.keep_runs); never fails the run
+        retention = stage(
+            "retention", prune_old_runs, config, run_id, snapshot.snapshot_id, started
+        )
     except StageFailed as failure:
         failed = RunOutcome(
             status="failed",
@@ -113,6 +132,7 @@ def nightly(
             "decay": plain({**decay, "tune_id": tune_id}),
             "gate": gate,
             "publish_check": checked,
+            "retention": retention,
         },
         stage_seconds=stage.seconds,
         n_users=trained.n_users,

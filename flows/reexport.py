@@ -1,6 +1,7 @@
 """The reexport flow: publish an as-of date's lists again from a stored model and its
-snapshot (runs/<run_id>/model.pt + snapshots/<snapshot_id>/), without retraining; with
-another k, say, or after the published lists were lost."""
+snapshot (models/<run_id>/model.pt + snapshots/<snapshot_id>/), without retraining; with
+another k, say, or after the published lists were lost. Only the runs retention keeps
+(retention.keep_runs, the champion) have their files."""
 
 import uuid
 from datetime import date
@@ -44,7 +45,13 @@ def stored_run(config: DecayrecConfig, as_of: date, source_run_id: str | None) -
     return rows[0]
 
 
-@flow(name="reexport", log_prints=True, on_failure=[record_failure], timeout_seconds=6 * 3600)
+@flow(
+    name="reexport",
+    flow_run_name="reexport-{as_of}",
+    log_prints=True,
+    on_failure=[record_failure],
+    timeout_seconds=6 * 3600,
+)
 @exclusive_publishing_run
 def reexport(
     as_of: date,
@@ -64,11 +71,17 @@ def reexport(
     run_id = str(flow_run.get_id() or uuid.uuid4())
     source = stored_run(config, as_of, source_run_id)
     src_id = str(source["run_id"])
-    model_path = Path(config.data_dir) / "runs" / src_id / "model.pt"
+    # the registry holds each run's model (runs/<id>/model.pt: data dirs of older versions)
+    model_path = Path(config.data_dir) / "models" / src_id / "model.pt"
+    if not model_path.exists():
+        model_path = Path(config.data_dir) / "runs" / src_id / "model.pt"
     meta = Path(config.data_dir) / "snapshots" / str(source["snapshot_id"]) / "snapshot.json"
     for path in (model_path, meta):
         if not path.exists():
-            raise NothingToReexport(f"run {src_id}: {path} is missing")
+            raise NothingToReexport(
+                f"run {src_id}: {path} is missing (retention keeps the files of the last "
+                f"{config.retention.keep_runs} runs and the champion's)"
+            )
     snapshot = read_snapshot(meta, config.data_dir)
     problem = snapshot_problem(snapshot)
     if problem is not None:

@@ -1,27 +1,38 @@
 """The tune flow: search decay and model parameters on a validation split of the data
 before the as-of time; the nightly flow then uses the winner."""
 
-from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from decayrec.config import DecayrecConfig
+from decayrec.config import AsOfDate, DecayrecConfig
+from flows.guard import resolved_as_of, run_name
 from tasks.ingest import ingest
 from tasks.tune import search
 from tasks.validate import validate
 
 
-@flow(name="tune", log_prints=True)
+@flow(name="tune", flow_run_name=run_name("tune"), log_prints=True)
 def tune_flow(
-    as_of: date | None = None,
+    as_of: AsOfDate = None,
     config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
     budget_seconds: float = 600.0,
     protocol: str | None = None,
     max_trials: int | None = None,
 ) -> dict[str, Any]:
-    """Load new events, then tune within `budget_seconds`; returns the winner."""
-    as_of = as_of or config.today()
+    """Load new events, then tune within `budget_seconds`; returns the winner.
+
+    Args:
+        as_of: the as-of date: the search uses the events before its midnight in
+            config.timezone. Empty: today in config.timezone (a scheduled run: the date
+            of its slot)
+        config: the settings the search starts from and the winner is measured against
+        budget_seconds: the search stops after this many seconds
+        protocol: the backtest protocol the trials are judged on (default: the first of
+            config.evaluation.protocols)
+        max_trials: the search stops after this many trials (default: the budget alone)
+    """
+    as_of = resolved_as_of(as_of, config)
     run_id = f"tune-{as_of.isoformat()}"
     validate(config, ingest(config, run_id), run_id)
     result = search(config, config.as_of_time(as_of), budget_seconds, protocol, max_trials)

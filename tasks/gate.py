@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +24,11 @@ def champion_gate(
     champion's re-scored on tonight's snapshot) and the gate decision."""
     registry = Registry(config.data_dir)
     champion = registry.champion()
+    # the run's model file moves into the registry: each model is stored once
     challenger = registry.register(
-        run_id, trained.model_path, config, snapshot.snapshot_id, metrics
+        run_id, trained.model_path, config, snapshot.snapshot_id, metrics, move=True
     )
+    trained = dataclasses.replace(trained, model_path=str(challenger.model_path))
     decision = gate(config, as_of_time, metrics, champion)
     decision["challenger_id"] = challenger.model_id
     logger = get_run_logger()

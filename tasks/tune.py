@@ -7,6 +7,7 @@ from prefect import get_run_logger, task
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.plots import decay_report
 from decayrec.evaluation.tune import TuneResult, apply_latest_winner, describe_config, tune
+from decayrec.lake.features import event_type_ages
 from decayrec.lake.matrix import Snapshot
 from decayrec.warehouse import configured_warehouse
 from tasks import TIMEOUTS
@@ -44,7 +45,9 @@ def report_decay(
     config: DecayrecConfig, snapshot: Snapshot, run_id: str, as_of: date, run_dir: str
 ) -> dict[str, Any]:
     """Per-user decay parameters into the warehouse (user_decay_params), and plots of the
-    decay curves and of the per-user half-lives for the run record."""
+    decay curves (of the event types in the data, over its ages) and of the per-user
+    half-lives for the run record."""
     table = f"{snapshot.path}/user_decay.parquet"
     configured_warehouse(config).record_user_decay(run_id, as_of, pq.read_table(table))
-    return decay_report(config.decay, table, run_dir)
+    ages = event_type_ages(config, datetime.fromisoformat(snapshot.as_of_time))
+    return decay_report(config.decay, table, run_dir, ages)

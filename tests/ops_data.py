@@ -46,3 +46,20 @@ def tiny_events(folder: Path) -> Path:
             rows.append(f"u{user},i{(user % 3) * 5 + item},view,{1700000000 + user * 60 + item},")
     events.write_text("\n".join(rows) + "\n")
     return events
+
+
+def taste_group_events(folder: Path, users: int = 45, group_items: int = 8) -> Path:
+    """Views of `users` users in 3 taste groups, 6 of their group's `group_items` items
+    each (a rotation: every item is also seen by others of the group), two months apart
+    from 2022-01-01 on: a model that learns the groups beats popularity (a CSV in the
+    canonical columns)."""
+    events = folder / "group_events.csv"
+    rows = ["user_id,item_id,event_type,event_ts,value"]
+    for user in range(users):
+        group = user % 3
+        for j in range(6):
+            item = group * group_items + (user + j) % group_items
+            ts = 1640995200 + j * 60 * 86400 + user * 3600
+            rows.append(f"u{user},i{item},view,{ts},")
+    events.write_text("\n".join(rows) + "\n")
+    return events

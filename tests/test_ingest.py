@@ -130,8 +130,8 @@ def test_a_changed_value_for_a_loaded_event_key_is_counted_and_the_first_value_k
     assert [(r.levelname, r.getMessage()) for r in logged] == [("WARNING", second.message)]
     from tasks.artifacts import validation_markdown  # the run's nightly-validation artifact
 
-    assert "| 1 rows conflict with loaded events (first loaded value kept) |" in (
-        validation_markdown([second])
+    assert "1 inserted, 0 quarantined, 1 conflicting with loaded events (first value kept)" in (
+        validation_markdown([second], config.data_dir)
     )
     with lake(config) as con:
         assert con.execute(

@@ -81,9 +81,15 @@ def test_run_history_holds_metrics_for_both_protocols(first_run):
     assert metrics["global_time"]["n_eval_users"] > 0
     decay = metrics["decay"]
     assert decay["kernel"] == "exponential" and decay["tune_id"] is None
-    assert [Path(p).name for p in decay["plots"]] == ["decay_curves.png", "user_half_lives.png"]
-    for plot in decay["plots"]:
-        assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the event types MovieLens has, over the ages its events have (back to 1996)
+    assert decay["event_types"] == ["rating", "tag"]
+    assert decay["oldest_age_days"] == pytest.approx((AS_OF - date(1996, 3, 29)).days, abs=1)
+    assert "half-life 365 days" in decay["title"]
+    # per-user decay is off: a note, not a histogram of one bar
+    assert [Path(p).name for p in decay["plots"]] == ["decay_curves.png"]
+    assert "per-user decay off" in decay["user_half_life_note"]
+    header = Path(decay["plots"][0]).read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(header[16:20]) >= 1200
     assert decay["user_half_life_days"]["median"] == 365.0
     assert set(json.loads(stages)) >= {
         "ingest",

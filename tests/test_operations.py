@@ -44,12 +44,30 @@ def task_runs(flow_run_id):
     return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
 
 
+def run_names(flow_run_id):
+    """(the flow run's name, the name of the task run tracking it in its parent flow, the
+    parent flow run's name)."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        if run.parent_task_run_id is None:
+            return run.name, None, None
+        tracking = client.read_task_run(run.parent_task_run_id)
+        return run.name, tracking.name, client.read_flow_run(tracking.flow_run_id).name
+
+
 def test_backfill_publishes_each_day_once_and_force_replaces_one_day(
     prefect_harness, subset, tmp_path
 ):
     config = small_config(subset, tmp_path)
     first = backfill(start=DAYS[0], end=DAYS[-1], config=config)
     assert [d["outcome"] for d in first["days"]] == ["published"] * 3
+    # the runs list and the backfill's graph name each run by its date
+    for day in first["days"]:
+        assert run_names(day["run_id"]) == (
+            f"nightly-{day['as_of']}",
+            f"nightly-{day['as_of']}",
+            "backfill-2018-09-28-to-2018-09-30",
+        )
     assert query(config, "select distinct as_of_date from recommendations order by 1") == [
         (d,) for d in DAYS
     ]
@@ -77,6 +95,7 @@ def test_backfill_publishes_each_day_once_and_force_replaces_one_day(
     assert result["status"] == "succeeded" and result["published"] is True
     source = first["days"][2]["run_id"]
     assert result["metrics"] == {"reexport_of": source}
+    assert run_names(result["run_id"]) == ("reexport-2018-09-30", None, None)
     assert not (config.data_dir / "runs" / result["run_id"] / "model.pt").exists()
     assert task_runs(result["run_id"]).keys().isdisjoint({"train", "fit", "features"})
     assert query(config, "select max(rank), min(run_id) from recommendations_latest") == [
@@ -118,6 +137,7 @@ def test_failed_day_stops_backfill_and_the_rerun_reuses_the_cached_features(
     by_key = {a.key: a for a in artifacts}
     assert set(by_key) == {
         "nightly-metrics",
+        "nightly-metric-history",
         "nightly-validation",
         "nightly-lists-sample",
         "nightly-decay",

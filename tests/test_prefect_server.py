@@ -170,6 +170,9 @@ def test_nightly_deployment_runs_when_triggered_through_the_api(server, movielen
 
             assert wait_for(lambda: final(run.id), 300, "the nightly run").is_completed()
             assert wait_for(lambda: final(late.id), 120, "the late run").is_completed()
+            # the runs list names each run by its as-of date
+            names = [client.read_flow_run(r.id).name for r in (run, late)]
+            assert names == ["nightly-2018-10-01", "nightly-2018-10-02"]
     finally:
         stop(serving)
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:

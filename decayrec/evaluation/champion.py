@@ -1,6 +1,7 @@
 """Model registry and the champion/challenger gate.
 
-Every trained model is kept under ``<data_dir>/models/<model_id>/``: ``model.pt`` and
+Every trained model is kept under ``<data_dir>/models/<model_id>/`` (the run's own
+``runs/<run_id>/model.pt`` is moved there: one copy of each model): ``model.pt`` and
 ``meta.json`` (model name, the whole configuration, the data snapshot id, the backtest
 metrics, the code version — git commit when the code is a git checkout, else the
 package version — and the creation time). ``<data_dir>/models/champion.json`` points
@@ -90,11 +91,16 @@ class Registry:
         config: DecayrecConfig,
         snapshot_id: str | None,
         metrics: dict[str, Any] | None,
+        move: bool = False,
     ) -> ModelRecord:
-        """Copy a saved model into the registry with its metadata."""
+        """Put a saved model into the registry with its metadata: copied, or moved when
+        `move` (a run's own runs/<run_id>/model.pt: each model is stored once, here)."""
         directory = self.root / model_id
         directory.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model_path, directory / "model.pt")
+        if move:
+            shutil.move(model_path, directory / "model.pt")
+        else:
+            shutil.copyfile(model_path, directory / "model.pt")
         meta = {
             "model_id": model_id,
             "name": str(config.model.name),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -268,6 +268,27 @@ def require_events(config: DecayrecConfig, as_of: datetime) -> int:
         f"no events before {as_of.isoformat()} in the lake ({config.lake_path}): nothing to "
         f"recommend from ({held})"
     )
+
+
+@dataclass(frozen=True)
+class EventTypeAges:
+    """How much of one event type the lake holds before an as-of instant, and how old."""
+
+    event_type: str
+    n_events: int
+    oldest_age_days: float
+    newest_age_days: float
+
+
+def event_type_ages(config: DecayrecConfig, as_of: datetime) -> list[EventTypeAges]:
+    """Per event type in the lake before `as_of` (by type): its count and the ages (days)
+    of its oldest and newest event; empty when there is no lake."""
+    if not Path(config.lake_path).exists():
+        return []
+    with LakeSession.connect(config.lake_path) as lake:
+        run_script(lake.con, "lake/schema")
+        rows = lake.con.execute(sql("lake/event_type_ages"), {"as_of": as_of}).fetchall()
+    return [EventTypeAges(t, int(n), float(oldest), float(newest)) for t, n, oldest, newest in rows]
 
 
 def _sources_without_files(config: DecayrecConfig) -> list[str]:

@@ -839,6 +839,14 @@ class DecayrecConfig(_Model):
 # between a date and None.
 AsOfDate = Annotated[date | None, WithJsonSchema({"type": "string", "format": "date"})]
 
+# The tune flow's optional choices: a field left empty for the default, not a choice
+# between a value and None.
+TuneProtocol = Annotated[
+    Literal["user_time", "global_time"] | None,
+    WithJsonSchema({"type": "string", "enum": ["user_time", "global_time"]}),
+]
+MaxTrials = Annotated[int | None, WithJsonSchema({"type": "integer", "minimum": 1})]
+
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> DecayrecConfig:
     """Read a YAML config file (if given) and apply top-level overrides."""

@@ -5,7 +5,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from decayrec.config import AsOfDate, DecayrecConfig
+from decayrec.config import AsOfDate, DecayrecConfig, MaxTrials, TuneProtocol
 from flows.guard import resolved_as_of, run_name
 from tasks.ingest import ingest
 from tasks.tune import search
@@ -17,8 +17,8 @@ def tune_flow(
     as_of: AsOfDate = None,
     config: DecayrecConfig = DecayrecConfig(),  # noqa: B008 - the UI form shows these defaults
     budget_seconds: float = 600.0,
-    protocol: str | None = None,
-    max_trials: int | None = None,
+    protocol: TuneProtocol = None,
+    max_trials: MaxTrials = None,
 ) -> dict[str, Any]:
     """Load new events, then tune within `budget_seconds`; returns the winner.
 

@@ -121,6 +121,14 @@ def test_the_as_of_date_is_an_optional_date_that_says_its_default():
     assert list(parameter_schema(nightly.fn).model_dump()["properties"]) == ["as_of", "config"]
 
 
+def test_the_tune_forms_optional_fields_are_plain_fields_not_a_choice_with_none():
+    properties = parameter_schema(tune_flow.fn).model_dump_for_openapi()["properties"]
+    protocol, max_trials = properties["protocol"], properties["max_trials"]
+    assert "anyOf" not in protocol and "anyOf" not in max_trials
+    assert protocol["enum"] == ["user_time", "global_time"]
+    assert (max_trials["type"], max_trials["minimum"]) == ("integer", 1)
+
+
 def test_a_drill_from_the_config_file_passes_the_servers_schema_check():
     # what the server does before it creates a deployment's run (enforce_parameter_schema)
     drill = DecayrecConfig.model_validate(

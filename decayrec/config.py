@@ -752,7 +752,7 @@ class DecayrecConfig(_Model):
         default_factory=EvaluationConfig, description="the temporal backtests of every run"
     )
     use_tuned: bool = Field(
-        True, description="apply the newest tuning winner's decay and lambda (decayrec tune)"
+        True, description="apply the newest tuning winner's model and decay (decayrec tune)"
     )
     publish: PublishConfig = Field(
         default_factory=PublishConfig,

@@ -291,6 +291,19 @@ class ModelSettings(_Model):
         "its co-occurrences whole when they fit in it, else in row blocks of about this size",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
+    refit_every_days: int = Field(
+        1,
+        ge=1,
+        description="refit the item side (EASE's B, the item-item similarities, iALS's item "
+        "factors, the sequence weights) every this many days; 1: every night. On the other "
+        "nights the live lists' model is kept, only the users whose scored rows changed (new "
+        "events) or whose lists hold popularity rows are re-scored and every other list is "
+        "carried forward. A carried list equals a fresh re-score when a user's weights do not "
+        "depend on the as-of date: decay.reference 'user_last' (or kernel 'none'), no content "
+        "blend and a model that reads no as-of time (not sasrec); otherwise every user is "
+        "re-scored with the kept model. A tuning winner, changed settings or a new champion "
+        "refit at once",
+    )
 
     @property
     def sequence_events(self) -> int:

@@ -98,6 +98,7 @@ def run_facts(
             "tune_id": decay.get("tune_id"),
         },
         "evaluation": evaluation,
+        "night": (metrics.get("night") or {}).get("summary", "refit"),
         "gate": {k: gate[k] for k in ("decision", "reason", "warning") if k in gate},
         "publish_check": (
             "off" if not check.get("enabled", True) else "passed" if check else "not run"
@@ -122,8 +123,8 @@ def headline(facts: dict[str, Any]) -> str:
     gate = facts["gate"].get("decision", "n/a")
     return (
         f"run {facts['run_id']} for {facts['as_of']} succeeded: {facts['rows']} rows for "
-        f"{facts['users']} users {published}; {facts['model']['settings']}; gate {gate}"
-        + (f"; {ndcg}" if ndcg else "")
+        f"{facts['users']} users {published}; {facts['model']['settings']}; "
+        f"{facts.get('night', 'refit')}; gate {gate}" + (f"; {ndcg}" if ndcg else "")
     )
 
 
@@ -152,6 +153,7 @@ def summary_text(facts: dict[str, Any]) -> str:
     model = facts["model"]
     tuned = f" (tune {model['tune_id']})" if model.get("tune_id") else ""
     lines.append(f"model: {model['settings']}{tuned}")
+    lines.append(f"night: {facts.get('night', 'refit')}")
     for protocol, e in facts["evaluation"].items():
         if "skipped" in e:
             lines.append(f"{protocol}: not evaluated: {e['skipped']}")

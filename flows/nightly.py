@@ -1,5 +1,9 @@
-"""The nightly flow: sources -> ingest -> validate -> features -> train -> evaluate -> gate ->
-publish-check -> export -> promote -> retention."""
+"""The nightly flow: sources -> ingest -> validate -> features -> plan-night -> train ->
+evaluate -> gate -> publish-check -> export -> promote -> retention.
+
+On an incremental night (model.refit_every_days > 1, decayrec.scoring.incremental) train,
+evaluate and gate give way to score-incremental: the live lists' model is kept, the users
+whose rows changed are re-scored and every other list is carried forward."""
 
 import time
 import uuid
@@ -25,6 +29,7 @@ from tasks.export import (
 )
 from tasks.features import cached_features
 from tasks.gate import champion_gate, promote
+from tasks.incremental import incremental_lists, night_outcome, plan, remember_published
 from tasks.ingest import ingest
 from tasks.publish_check import publish_check
 from tasks.retention import prune_old_runs
@@ -99,19 +104,33 @@ def nightly(
         staged = stage("ingest", ingest, config, run_id)
         loaded = stage("validate", validate, config, staged, run_id)
         snapshot = stage("features", cached_features, config, as_of_time)
-        trained = stage("train", train_lists, config, snapshot, run_id)
+        # refit, or incremental: the kept model, changed users re-scored, lists carried
+        night = stage("plan-night", plan, config, as_of)
+        if night.refit:
+            trained = stage("train", train_lists, config, snapshot, run_id)
+        else:
+            trained = stage("score-incremental", incremental_lists, config, night, snapshot, run_id)
         decay = stage(
             "decay-report", report_decay, config, snapshot, run_id, as_of, trained.run_dir
         )
-        metrics = stage("evaluate", evaluate, config, as_of_time)
-        # champion/challenger: `trained` becomes the lists to publish (evaluation/champion.py)
-        trained, gate = stage(
-            "gate", champion_gate, config, as_of_time, snapshot, trained, metrics, run_id
-        )
+        if night.refit:
+            metrics = stage("evaluate", evaluate, config, as_of_time)
+            # champion/challenger: `trained` becomes the lists to publish (evaluation/champion.py)
+            trained, gate = stage(
+                "gate", champion_gate, config, as_of_time, snapshot, trained, metrics, run_id
+            )
+        else:
+            metrics, gate = night_outcome(config, night)
         # sanity bounds against the previous published date: failing lists stay unpublished
         checked = stage("publish-check", publish_check, config, as_of, snapshot, trained, gate)
         published = stage("export", export, config, as_of, trained, run_id, snapshot)
         stage("promote", promote, config, gate)
+        # what the next night starts from (runs/<run_id>/published.json)
+        stage(
+            "remember-published",
+            remember_published,
+            *(config, run_id, as_of, snapshot, trained, night, gate),
+        )
         # older runs' files (retention.keep_runs); never fails the run
         retention = stage(
             "retention", prune_old_runs, config, run_id, snapshot.snapshot_id, started
@@ -131,6 +150,7 @@ def nightly(
             **metrics,
             "decay": plain({**decay, "tune_id": tune_id}),
             "gate": gate,
+            "night": {"kind": night.kind, "reason": night.reason, **trained.night_stats()},
             "publish_check": checked,
             "retention": retention,
         },

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -17,7 +21,7 @@ from decayrec.lake.matrix import InteractionMatrix, Snapshot, load_snapshot
 from decayrec.models import AlignedScorer, make_model
 from decayrec.models.device import pick_device
 from decayrec.models.record import ModelRecord
-from decayrec.scoring.recommend import Lists, Scorer, configured_lists
+from decayrec.scoring.recommend import SOURCE_FALLBACK, Lists, Scorer, configured_lists
 
 
 @dataclass
@@ -34,6 +38,23 @@ class TrainedLists:
     n_users: int
     n_rows: int
     n_fallback_rows: int
+    night: str = "refit"  # or "incremental": the kept model, changed users re-scored
+    n_rescored: int | None = None  # users scored tonight (None: every user)
+    n_carried: int = 0  # users whose lists were carried forward from the live run
+
+    def night_stats(self) -> dict[str, Any]:
+        """The night's kind and counts, for the run's record and summary."""
+        rescored = self.n_users if self.n_rescored is None else self.n_rescored
+        return {"summary": self.night_summary(), "rescored": rescored, "carried": self.n_carried}
+
+    def night_summary(self) -> str:
+        """'refit', or 'incremental: N of M users re-scored, K carried'."""
+        if self.night != "incremental":
+            return self.night
+        rescored = self.n_users if self.n_rescored is None else self.n_rescored
+        return (
+            f"incremental: {rescored} of {self.n_users} users re-scored, {self.n_carried} carried"
+        )
 
 
 def run_dir(config: DecayrecConfig, run_id: str) -> Path:
@@ -61,9 +82,23 @@ def train_and_score(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> 
     """Fit the model on the snapshot, write it and every user's top-K list to the run dir."""
     matrix = load_snapshot(snapshot)
     model, device, run_dir, model_path, train_seconds = fit_model(config, matrix, run_id)
-    return _score_and_write(
+    return score_and_write(
         config, model, matrix, device, run_dir, model_path, "lists.parquet", train_seconds
     )
+
+
+def kept_model(
+    config: DecayrecConfig, record: ModelRecord, snapshot: Snapshot
+) -> tuple[DecayrecConfig, InteractionMatrix, torch.device, AlignedScorer]:
+    """A registered model ready to score `snapshot`: `config` with the model's own settings,
+    the snapshot's matrix (rebuilt with sequences when the model reads events and the
+    snapshot has none), the device and the model with its items matched to the matrix's."""
+    model_config = record.config(config)
+    if sequence_length(model_config) and not snapshot.has_sequences:
+        snapshot = build_snapshot(model_config, datetime.fromisoformat(snapshot.as_of_time))
+    matrix = load_snapshot(snapshot)
+    device = pick_device(config.model.device)
+    return model_config, matrix, device, AlignedScorer(record.load(device), matrix.item_ids)
 
 
 def score_saved_model(
@@ -73,13 +108,8 @@ def score_saved_model(
     snapshot: its items are matched to the snapshot's by id (AlignedScorer). A model that
     needs what the snapshot lacks (event sequences) gets a snapshot of the same events
     and as-of time built with its own settings."""
-    model_config = record.config(config)
-    if sequence_length(model_config) and not snapshot.has_sequences:
-        snapshot = build_snapshot(model_config, datetime.fromisoformat(snapshot.as_of_time))
-    matrix = load_snapshot(snapshot)
-    device = pick_device(config.model.device)
-    model = AlignedScorer(record.load(device), matrix.item_ids)
-    return _score_and_write(
+    model_config, matrix, device, model = kept_model(config, record, snapshot)
+    return score_and_write(
         model_config,
         model,
         matrix,
@@ -114,7 +144,7 @@ def score_lists(
     return configured_lists(config, model, matrix, device, k, users, explain), matrix, name
 
 
-def _score_and_write(
+def score_and_write(
     config: DecayrecConfig,
     model: Scorer | None,
     matrix: InteractionMatrix,
@@ -123,10 +153,17 @@ def _score_and_write(
     model_path: Path | None,
     lists_name: str,
     train_seconds: float,
+    users: np.ndarray | None = None,
+    carry: Callable[[pa.Table, InteractionMatrix], pa.Table] | None = None,
+    **night: Any,
 ) -> TrainedLists:
+    """Score `users` (default: all), `carry` adds the other users' lists (the incremental
+    night, decayrec.scoring.incremental), write the lists to the run dir."""
     started = time.perf_counter()
-    lists, matrix, name = score_lists(config, model, matrix, device)
-    table = lists.to_arrow(matrix)
+    lists, scored, name = score_lists(config, model, matrix, device, users=users)
+    table = lists.to_arrow(scored)
+    if carry is not None:
+        table = carry(table, matrix)
     lists_path = directory / lists_name
     pq.write_table(table, lists_path)
     return TrainedLists(
@@ -137,9 +174,10 @@ def _score_and_write(
         device=str(device),
         train_seconds=round(train_seconds, 3),
         score_seconds=round(time.perf_counter() - started, 3),
-        n_users=len(set(lists.user_idx.tolist())),
+        n_users=len(pc.unique(table["user_id"])),
         n_rows=table.num_rows,
-        n_fallback_rows=int((~lists.from_model).sum()),
+        n_fallback_rows=int(pc.sum(pc.equal(table["source"], SOURCE_FALLBACK)).as_py() or 0),
+        **night,
     )
 
 
@@ -149,6 +187,6 @@ def popularity_lists(config: DecayrecConfig, snapshot: Snapshot, run_id: str) ->
     device = pick_device(config.model.device)
     directory = run_dir(config, run_id)
     matrix = load_snapshot(snapshot)
-    return _score_and_write(
+    return score_and_write(
         config, None, matrix, device, directory, None, "lists_popularity.parquet", 0
     )

@@ -170,8 +170,9 @@ def _parser() -> argparse.ArgumentParser:
         "--stages",
         nargs="+",
         metavar="STAGE",
-        choices=["ingest", "validate", "features", "train", "evaluate", "export"],
-        help="run only these stages (in pipeline order; default: all)",
+        choices=["ingest", "validate", "features", "train", "evaluate", "export", "incremental"],
+        help="run only these stages (in pipeline order; default: all but incremental, the "
+        "next night with 1 %% of the users changed, run only when named)",
     )
     b.add_argument(
         "--items",

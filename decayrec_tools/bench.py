@@ -54,16 +54,20 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from decayrec.config import DecayrecConfig, EvaluationConfig, SourceConfig, model_section
 
 STAGES = ("ingest", "validate", "features", "train", "evaluate", "export")
+# run when asked for (--stages ... incremental): the next night, incremental; its seconds
+# are reported beside the full night's, not added to them
+EXTRA_STAGES = ("incremental",)
 AS_OF = date(2025, 1, 1)  # the synthetic window is 2024; T = its end
 DEFAULT_DATA_ROOT = Path(os.environ.get("DECAYREC_BENCH_DATA", "/tmp/bench-data"))
 MAX_DEFAULT_ITEMS = 20_000
@@ -244,6 +248,88 @@ def _export(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict
     return published, {"published": published, "n_rows": trained.n_rows}
 
 
+CHANGED_SHARE = 0.01  # the incremental stage: share of the users with new events
+NEW_EVENTS_PER_USER = 3
+
+
+def _new_events(config: DecayrecConfig, snapshot: Any, path: Path, seed: int = 0) -> int:
+    """CHANGED_SHARE of the snapshot's users, NEW_EVENTS_PER_USER views each of random items
+    on AS_OF's day (seen by the next night only), written to `path`; the number of users."""
+    from decayrec_tools.synthetic import EVENTS_SCHEMA
+
+    rng = np.random.default_rng(seed)
+    users = pq.read_table(Path(snapshot.path) / "users.parquet")["user_id"].to_numpy(
+        zero_copy_only=False
+    )
+    items = pq.read_table(Path(snapshot.path) / "items.parquet")["item_id"].to_numpy(
+        zero_copy_only=False
+    )
+    chosen = rng.choice(users, max(1, round(CHANGED_SHARE * len(users))), replace=False)
+    n = len(chosen) * NEW_EVENTS_PER_USER
+    moment = datetime.combine(AS_OF, datetime.min.time(), UTC)
+    table = pa.table(
+        {
+            "user_id": np.repeat(chosen, NEW_EVENTS_PER_USER).tolist(),
+            "item_id": rng.choice(items, n).tolist(),
+            "event_type": ["view"] * n,
+            "event_ts": [moment + timedelta(hours=12, seconds=i) for i in range(n)],
+            "value": [None] * n,
+        },
+        schema=EVENTS_SCHEMA,
+    )
+    pq.write_table(table, path)
+    return len(chosen)
+
+
+def _incremental(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, dict]:
+    """The next night, incremental (decayrec.scoring.incremental): the train stage's model
+    kept (registered), CHANGED_SHARE of the users with new events; the delta's ingest and
+    validation, the features of AS_OF + 1 day and score-incremental (changed users
+    re-scored, every other list carried forward), each timed."""
+    from decayrec.evaluation.champion import Registry
+    from decayrec.lake.features import build_snapshot
+    from decayrec.lake.ingest import load_batches, stage_sources
+    from decayrec.scoring.incremental import (
+        INCREMENTAL,
+        REFIT,
+        Night,
+        incremental_lists,
+        published_state,
+    )
+
+    if "train" not in state or "features" not in state:
+        raise BenchError("incremental needs the features and train stages of the same run")
+    trained, snapshot = state["train"], state["features"]
+    record = Registry(config.data_dir).register(
+        run_id, trained.model_path, config, snapshot.snapshot_id, None
+    )
+    night = Night(REFIT, "the bench's train stage")
+    previous = published_state(config, run_id, AS_OF, snapshot, trained, night, record.model_id)
+    delta = Path(config.data_dir) / "new_events.parquet"
+    changed = _new_events(config, snapshot, delta)
+    data = config.model_dump(mode="json")
+    data["sources"].append({"path": str(delta), "name": "bench-new"})
+    tonight = DecayrecConfig.model_validate(data)
+    next_run = f"{run_id}-next"
+    seconds: dict[str, float] = {}
+    began = time.perf_counter()
+    load_batches(tonight, stage_sources(tonight, next_run), next_run)
+    seconds["ingest_validate_seconds"] = time.perf_counter() - began
+    began = time.perf_counter()
+    snapshot = build_snapshot(tonight, tonight.as_of_time(AS_OF + timedelta(days=1)))
+    seconds["features_seconds"] = time.perf_counter() - began
+    began = time.perf_counter()
+    lists = incremental_lists(
+        tonight, record, snapshot, Night(INCREMENTAL, "bench", previous), next_run
+    )
+    seconds["score_seconds"] = time.perf_counter() - began
+    return lists, {
+        "users_with_new_events": changed,
+        "night": lists.night_summary(),
+        **{k: round(v, 3) for k, v in seconds.items()},
+    }
+
+
 STAGE_FUNCTIONS: dict[str, Callable[[DecayrecConfig, str, dict], tuple[Any, dict]]] = {
     "ingest": _ingest,
     "validate": _validate,
@@ -251,6 +337,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[DecayrecConfig, str, dict], tuple[Any, dict
     "train": _train,
     "evaluate": _evaluate,
     "export": _export,
+    "incremental": _incremental,
 }
 
 
@@ -373,10 +460,11 @@ def run_bench(
 ) -> dict[str, Any]:
     """Generate or reuse the events, run `stages` in pipeline order, write bench.json and
     bench.md into `out_dir`; return the results."""
-    unknown = [s for s in stages if s not in STAGES]
+    every = STAGES + EXTRA_STAGES
+    unknown = [s for s in stages if s not in every]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
-    wanted = [s for s in STAGES if s in stages]
+        raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(every)}")
+    wanted = [s for s in every if s in stages]
     out = Path(out_dir or Path(data_root) / "runs" / f"n{n_events}-{model}").resolve()
     say = progress or (lambda _m: None)
     data = bench_events(n_events, seed, data_root, n_items, reuse)
@@ -440,6 +528,8 @@ def _results(
     began: float,
 ) -> dict[str, Any]:
     wall = time.perf_counter() - began
+    extra = [f for f in figures if f.stage in EXTRA_STAGES]
+    figures = [f for f in figures if f.stage not in EXTRA_STAGES]
     evaluation = None
     if "evaluate" in state:
         ev = state["evaluate"]
@@ -469,6 +559,7 @@ def _results(
             "events_per_s": round(data["n_events"] / max(sum(f.seconds for f in figures), 1e-9), 1),
         },
         "evaluation": evaluation,
+        "extra_stages": [asdict(f) for f in extra],
         "flow": None,
         "complete": False,
     }
@@ -558,6 +649,12 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"| **all stages** | **{t['stage_seconds']:.2f}** | {t['events_per_s']:,.0f} | "
         f"**{t['peak_rss_mib']:,.0f}** | | wall with process start-up {t['wall_seconds']:.2f} s |"
     )
+    for s in results.get("extra_stages") or []:  # the next night, beside the full one
+        detail = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in s["detail"].items())
+        lines.append(
+            f"| next night: {s['stage']} | {s['seconds']:.2f} | | {s['peak_rss_mib']:,.0f} | "
+            f"{s['start_rss_mib']:,.0f} | {detail} |"
+        )
     flow = results.get("flow")
     if flow:
         lines += [

@@ -223,7 +223,8 @@ def changed_rows(previous: InteractionMatrix, matrix: InteractionMatrix) -> np.n
         differs |= ~np.isclose(new, old, rtol=ROW_RTOL, atol=0.0)
     changed = set(joined["user_id"].filter(pl.Series(differs)).unique().to_list())
     known = set(previous.user_ids.tolist())
-    return np.array([u in changed or u not in known for u in matrix.user_ids], dtype=bool)
+    users = matrix.user_ids
+    return np.fromiter((u in changed or u not in known for u in users), bool, len(users))
 
 
 def carried_users(previous_lists: pa.Table, matrix: InteractionMatrix, k: int) -> np.ndarray:
@@ -236,7 +237,8 @@ def carried_users(previous_lists: pa.Table, matrix: InteractionMatrix, k: int) -
         .agg(pl.len().alias("n"), (pl.col("source") == SOURCE_MODEL).all().alias("model"))
         .filter((pl.col("n") == k_eff) & pl.col("model"))
     )
-    return np.isin(matrix.user_ids, np.asarray(per_user["user_id"].to_list(), dtype=object))
+    whole = set(per_user["user_id"].to_list())
+    return np.fromiter((u in whole for u in matrix.user_ids), bool, matrix.shape[0])
 
 
 def carry_lists(previous_lists: pa.Table, carried: np.ndarray) -> Any:

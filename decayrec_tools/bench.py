@@ -304,7 +304,7 @@ def _incremental(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any,
         run_id, trained.model_path, config, snapshot.snapshot_id, None
     )
     night = Night(REFIT, "the bench's train stage")
-    previous = published_state(config, run_id, AS_OF, snapshot, trained, night, record.model_id)
+    previous = published_state(config, night, trained, record.model_id, run_id, AS_OF, snapshot)
     delta = Path(config.data_dir) / "new_events.parquet"
     changed = _new_events(config, snapshot, delta)
     data = config.model_dump(mode="json")

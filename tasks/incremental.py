@@ -78,7 +78,7 @@ def remember_published(
         model_id = chosen.get(gate.get("decision"))
     else:
         model_id = night.previous.model_id
-    state = published_state(config, run_id, as_of, snapshot, trained, night, model_id)
+    state = published_state(config, night, trained, model_id, run_id, as_of, snapshot)
     try:
         return str(write_state(config, state))
     except OSError as exc:

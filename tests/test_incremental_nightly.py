@@ -2,6 +2,7 @@
 a refit night, then an incremental night that re-scores the users with new events and
 carries the other lists forward."""
 
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from decayrec.scoring.incremental import (
     PublishedState,
     carry_condition,
     plan_night,
+    read_state,
     scoring_key,
+    write_state,
 )
 from decayrec.scoring.lists import score_saved_model
 from flows.nightly import nightly
@@ -63,6 +66,7 @@ def config_for(data_dir: Path, events: Path, **model: object) -> DecayrecConfig:
             "evaluation": {"protocols": ["user_time"]},
             "use_tuned": False,
             "model": {"name": "ease", **model},
+            "retention": {"keep_runs": 1},  # the live run and the champion are kept anyway
         }
     )
 
@@ -158,6 +162,25 @@ def test_users_with_new_events_get_fresh_lists_and_the_others_keep_theirs(nights
     assert second["summary"]["night"] == (
         f"incremental: {32 - len(expected)} of 32 users re-scored, {len(expected)} carried"
     )
+
+
+def test_retention_keeps_what_the_next_night_needs_and_without_it_the_night_refits(
+    nights, tmp_path
+):
+    config, _, _, first, second = nights
+    state, why = read_state(config, second["run_id"])  # after night 2's retention (keep 1)
+    assert why == "" and state.model_id == first["run_id"] and state.as_of == "2024-03-02"
+    assert state.refit_as_of == NIGHT_1.isoformat()  # an incremental night keeps the date
+    assert Registry(config.data_dir).get(first["run_id"]).model_path.is_file()
+    none, why = read_state(config, "never-published")
+    assert none is None and "left no published.json" in why
+    elsewhere = DecayrecConfig(data_dir=tmp_path)  # the lists are there, the snapshot is not
+    write_state(elsewhere, dataclasses.replace(state, run_id="r"))
+    (tmp_path / "runs" / "r" / state.lists).write_bytes(b"")
+    none, why = read_state(elsewhere, "r")
+    assert none is None and "cannot be used" in why
+    night = plan_night(config, date(2024, 3, 3), none, why, champion_id=first["run_id"])
+    assert night.kind == REFIT and "cannot be used" in night.reason
 
 
 def _state(**changes: object) -> PublishedState:

@@ -60,7 +60,7 @@ from decayrec.lake.matrix import (
     snapshot_problem,
 )
 from decayrec.models.record import ModelRecord
-from decayrec.scoring.lists import TrainedLists, kept_model, run_dir, score_and_write
+from decayrec.scoring.lists import TrainedLists, kept_lists, kept_model, run_dir
 from decayrec.scoring.recommend import SOURCE_MODEL
 
 log = logging.getLogger(__name__)
@@ -242,9 +242,10 @@ def carried_users(previous_lists: pa.Table, matrix: InteractionMatrix, k: int) -
 
 
 def carry_lists(previous_lists: pa.Table, carried: np.ndarray) -> Any:
-    """The function `score_and_write` calls with tonight's fresh lists and matrix: the
-    carried users' live lists added (score_pct for tonight's catalogue: (candidates -
-    rank + 1) / candidates, candidates = items - the user's items), in user order."""
+    """The function `score_and_write` (decayrec.scoring.lists) calls with tonight's fresh
+    lists and matrix: the carried users' live lists added (score_pct for tonight's
+    catalogue: (candidates - rank + 1) / candidates, candidates = items - the user's
+    items), in user order."""
 
     def carry(fresh: pa.Table, matrix: InteractionMatrix) -> pa.Table:
         position = pl.DataFrame(
@@ -296,15 +297,12 @@ def incremental_lists(
     else:
         log.info("incremental night: every user re-scored with the kept model: %s", why)
         carried = np.zeros(matrix.shape[0], dtype=bool)
-    return score_and_write(
-        model_config,
-        model,
-        matrix,
-        device,
-        run_dir(config, run_id),
-        record.model_path,
+    return kept_lists(
+        config,
+        run_id,
+        record,
+        (model_config, matrix, device, model),
         "lists.parquet",
-        0.0,
         users=np.flatnonzero(~carried),
         carry=carry_lists(previous_lists, carried) if carried.any() else None,
         night=INCREMENTAL,
@@ -315,12 +313,12 @@ def incremental_lists(
 
 def published_state(
     config: DecayrecConfig,
+    night: Night,
+    trained: TrainedLists,
+    model_id: str | None,
     run_id: str,
     as_of: date,
     snapshot: Snapshot,
-    trained: TrainedLists,
-    night: Night,
-    model_id: str | None,
 ) -> PublishedState:
     """The state tonight's published lists leave for the next night."""
     previous = night.previous

@@ -108,16 +108,24 @@ def score_saved_model(
     snapshot: its items are matched to the snapshot's by id (AlignedScorer). A model that
     needs what the snapshot lacks (event sequences) gets a snapshot of the same events
     and as-of time built with its own settings."""
-    model_config, matrix, device, model = kept_model(config, record, snapshot)
+    kept = kept_model(config, record, snapshot)
+    return kept_lists(config, run_id, record, kept, f"lists_{record.model_id}.parquet")
+
+
+def kept_lists(
+    config: DecayrecConfig,
+    run_id: str,
+    record: ModelRecord,
+    kept: tuple[DecayrecConfig, InteractionMatrix, torch.device, AlignedScorer],
+    lists_name: str,
+    **options: Any,
+) -> TrainedLists:
+    """`score_and_write` with a kept model (`kept_model`'s result) into runs/<run_id>/
+    `lists_name`; `options`: its users, carry and night figures."""
+    model_config, matrix, device, model = kept
+    directory, path = run_dir(config, run_id), record.model_path
     return score_and_write(
-        model_config,
-        model,
-        matrix,
-        device,
-        run_dir(config, run_id),
-        record.model_path,
-        f"lists_{record.model_id}.parquet",
-        0.0,
+        model_config, model, matrix, device, directory, path, lists_name, 0.0, **options
     )
 
 

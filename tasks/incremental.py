@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.champion import KEEP, PROMOTE, Registry
+from decayrec.evaluation.retention import champion_model
 from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.incremental import (
     Night,
@@ -34,8 +35,10 @@ def plan(config: DecayrecConfig, as_of: date) -> Night:
             previous, why_none = read_state(config, live[0]["run_id"])
         elif live:
             why_none = "the live lists were written by more than one run"
-        champion = Registry(config.data_dir).champion()
-        champion_id = champion.model_id if champion else None
+        try:  # read without setting a broken pointer aside: the gate does that
+            champion_id, _ = champion_model(config.data_dir)
+        except ValueError as exc:
+            get_run_logger().warning("plan-night: %s", exc)
     night = plan_night(config, as_of, previous, why_none, champion_id)
     get_run_logger().info("night: %s (%s)", night.kind, night.reason)
     return night

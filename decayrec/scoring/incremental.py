@@ -114,6 +114,8 @@ def write_state(config: DecayrecConfig, state: PublishedState) -> Path:
 def read_state(config: DecayrecConfig, run_id: str) -> tuple[PublishedState | None, str]:
     """The state the live run `run_id` left, with its files checked; (None, why) when it
     left none or a file it names is missing or damaged."""
+    if not run_id or Path(run_id).name != run_id or run_id in (".", ".."):
+        return None, f"the live run id {run_id!r} is not a plain name"
     path = Path(config.data_dir) / "runs" / run_id / STATE_FILE
     try:
         state = PublishedState(**json.loads(path.read_text()))
@@ -124,7 +126,8 @@ def read_state(config: DecayrecConfig, run_id: str) -> tuple[PublishedState | No
             return None, f"the live lists file {lists} is missing"
         problem = snapshot_problem(state.snapshot(config))
     except FileNotFoundError:
-        return None, f"the live run {run_id} left no {STATE_FILE} (published before this code)"
+        why = "published by an older version or by reexport, or the write failed"
+        return None, f"the live run {run_id} left no {STATE_FILE} ({why})"
     except (OSError, ValueError, TypeError, SnapshotError) as exc:
         return None, f"{path} cannot be used ({type(exc).__name__}: {exc})"
     if problem:

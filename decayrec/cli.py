@@ -330,6 +330,7 @@ def log_to_file(data_dir: str | Path, command: str) -> Path:
     root.addHandler(file_handler)
     global _LOG_FILE
     _LOG_FILE = file_handler
+    logging.getLogger("decayrec").setLevel(logging.INFO)  # root's WARNING would drop them
     only_file = logging.getLogger(_FILE_ONLY)
     only_file.propagate = False
     only_file.addHandler(file_handler)
@@ -494,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     # No telemetry: this machine (and many production ones) cannot reach the internet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # decayrec's own log lines (SASRec's epochs, scoring progress, the incremental night)
+    # go to the Prefect API inside a flow run (the run's logs in the UI), and are dropped
+    # there, not warned about, outside one (log_to_file sends them to the console and file)
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "decayrec")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     try:
         prepared = prepare(args)  # before any Prefect server: bad input fails in a second
     except Exception as exc:

@@ -171,3 +171,32 @@ def test_reexport_republishes_a_day_from_its_stored_model(backfilled):
         assert con.execute("select count(*), max(rank) from recommendations_latest").fetchall() == [
             (60, 2)
         ]
+
+
+def test_the_sequence_models_epochs_are_logged_to_the_console_and_the_log_file(tmp_path):
+    events = tiny_events(tmp_path)
+    result = run_cli(
+        "run",
+        "--events",
+        str(events),
+        "--as-of",
+        "2024-01-01",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--model",
+        "sasrec",
+        "--set",
+        "model.seq_epochs=2",
+        "--set",
+        "model.seq_dim=8",
+        "--set",
+        'evaluation.protocols=["global_time"]',
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [log] = (tmp_path / "d" / "logs").glob("*-run.log")
+    for output in (result.stderr, log.read_text()):
+        # one line per epoch (decayrec's own logger, at INFO): loss, validation, ETA
+        epochs = [line for line in output.splitlines() if "sasrec epoch" in line]
+        last = [line for line in epochs if "2 of 2" in line]
+        assert last and "validation NDCG@10" in last[0], output[-3000:]

@@ -54,9 +54,7 @@ def item_table(config: DecayrecConfig, snapshot: Snapshot) -> pa.Table:
     the catalogue, the lake or the snapshot, with what is known of it."""
     as_of = datetime.fromisoformat(snapshot.as_of_time)
     with LakeSession.connect(config.lake_path) as lake:
-        seen = pl.from_arrow(
-            lake.con.execute(sql("features/item_seen"), {"as_of": as_of}).to_arrow_table()
-        )
+        seen = lake.con.sql(sql("features/item_seen"), params={"as_of": as_of}).pl()
     scored = pl.from_arrow(
         pq.read_table(Path(snapshot.path) / "items.parquet", columns=["item_id", "popularity"])
     )

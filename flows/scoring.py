@@ -1,5 +1,9 @@
 """Sharded scoring: the users split by a hash of user_id, one mapped task per shard,
-on the task runner the configuration names (threads, or Dask through prefect-dask)."""
+on the task runner the configuration names (threads, or Dask through prefect-dask).
+
+On Dask the item side's fit is sharded too (decayrec.scoring.distributed): one mapped
+task per shard sums its users' statistics, a reduce solves the item side once, then the
+shards score, all on the one cluster."""
 
 import time
 from pathlib import Path
@@ -10,9 +14,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from decayrec.config import DecayrecConfig
 from decayrec.lake.matrix import Snapshot
+from decayrec.scoring.distributed import plan_fit
 from decayrec.scoring.lists import TrainedLists
 from decayrec.scoring.sharding import FittedModel, ShardLists, ShardPlan
-from tasks.scoring import fit, merge, score_one_shard
+from tasks.scoring import fit, fit_one_shard, fit_reduce, merge, score_one_shard
 from tasks.train import train
 
 
@@ -41,8 +46,33 @@ def score_shards(
 ) -> list[ShardLists]:
     """Score every user, one mapped task per shard of orchestration.score_shards."""
     plan = ShardPlan(snapshot, fitted, config.orchestration.score_shards, out_dir)
+    return _score_mapped(config, plan)
+
+
+def _score_mapped(config: DecayrecConfig, plan: ShardPlan) -> list[ShardLists]:
     futures = score_one_shard.map(unmapped(config), unmapped(plan), list(range(plan.n_shards)))
     return [f.result() for f in futures]
+
+
+@flow(name="fit-and-score-shards", log_prints=True)
+def fit_and_score_shards(
+    config: DecayrecConfig, snapshot: Snapshot, run_id: str, out_dir: str
+) -> tuple[FittedModel, list[ShardLists]]:
+    """The item side fitted by map-reduce over the user shards (one mapped task per shard,
+    then the reduce), or in one task when the model's fit is no sum over users; then every
+    shard scored."""
+    n_shards = config.orchestration.score_shards
+    plan = plan_fit(config, snapshot, n_shards, out_dir)
+    if plan is None:
+        get_run_logger().info(
+            "%s is not fitted by sums over users: its item side is fitted in one process",
+            config.model.name,
+        )
+        fitted = fit(config, snapshot, run_id)
+    else:
+        parts = fit_one_shard.map(unmapped(config), unmapped(plan), list(range(n_shards)))
+        fitted = fit_reduce(config, plan, [p.result() for p in parts], run_id)
+    return fitted, _score_mapped(config, ShardPlan(snapshot, fitted, n_shards, out_dir))
 
 
 def score_sharded(
@@ -62,9 +92,27 @@ def score_sharded(
     return merge(fitted, shards, time.perf_counter() - started)
 
 
+def fit_and_score_sharded(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
+    """Fit by map-reduce and score in shards on the configured task runner, one cluster
+    for both; the shards merged into the run's lists."""
+    started = time.perf_counter()
+    runner = task_runner_for(config)
+    out_dir = str(Path(config.data_dir) / "runs" / run_id / "shards")
+    get_run_logger().info(
+        "fitting and scoring %d users in %d shards on %s",
+        *(snapshot.n_users, config.orchestration.score_shards, type(runner).__name__),
+    )
+    sharded = fit_and_score_shards.with_options(task_runner=runner)
+    fitted, shards = sharded(config, snapshot, run_id, out_dir)
+    return merge(fitted, shards, time.perf_counter() - started - fitted.train_seconds)
+
+
 def train_lists(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> TrainedLists:
-    """The train stage: one task when orchestration.score_shards is 1, else a fit task
-    and the sharded scoring."""
+    """The train stage: one task when orchestration.score_shards is 1; on Dask the fit by
+    map-reduce over the user shards and the sharded scoring; else a fit task and the
+    sharded scoring."""
     if config.orchestration.score_shards <= 1:
         return train(config, snapshot, run_id)
+    if config.orchestration.task_runner == "dask":
+        return fit_and_score_sharded(config, snapshot, run_id)
     return score_sharded(config, snapshot, fit(config, snapshot, run_id))

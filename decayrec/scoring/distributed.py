@@ -64,7 +64,15 @@ class ShardSums:
 
 
 def peak_rss_mb() -> float:
-    """The peak resident memory of this process so far, MiB (Linux: ru_maxrss in KiB)."""
+    """The peak resident memory of this process so far, MiB: VmHWM of /proc/self/status
+    (ru_maxrss would keep the parent's size at the fork that started a worker process),
+    else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

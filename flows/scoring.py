@@ -1,11 +1,14 @@
 """Sharded scoring: the users split by a hash of user_id, one mapped task per shard,
 on the task runner the configuration names (threads, or Dask through prefect-dask).
 
-On Dask the item side's fit is sharded too (decayrec.scoring.distributed): one mapped
-task per shard sums its users' statistics, a reduce solves the item side once, then the
-shards score, all on the one cluster."""
+On Dask the whole nightly's per-user work is sharded by user: the features (one mapped
+task per shard computes its users' decayed interactions from their own events; the
+reduce derives the id maps and the items' popularity, decayrec.lake.features), the item
+side's fit (one mapped task per shard sums its users' statistics, a reduce solves the
+item side once, decayrec.scoring.distributed), then the scoring shards."""
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +16,20 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from decayrec.config import DecayrecConfig
+from decayrec.lake.features import build_snapshot, require_events
 from decayrec.lake.matrix import Snapshot
 from decayrec.scoring.distributed import plan_fit
 from decayrec.scoring.lists import TrainedLists
 from decayrec.scoring.sharding import FittedModel, ShardLists, ShardPlan
+from tasks.features import cached_features, features_shard
 from tasks.scoring import fit, fit_one_shard, fit_reduce, merge, score_one_shard
 from tasks.train import train
+
+
+def sharded_on_dask(config: DecayrecConfig) -> bool:
+    """Whether every stage's per-user work runs in user shards on Dask."""
+    o = config.orchestration
+    return o.task_runner == "dask" and o.score_shards > 1
 
 
 def task_runner_for(config: DecayrecConfig) -> Any:
@@ -113,6 +124,31 @@ def train_lists(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> Trai
     sharded scoring."""
     if config.orchestration.score_shards <= 1:
         return train(config, snapshot, run_id)
-    if config.orchestration.task_runner == "dask":
+    if sharded_on_dask(config):
         return fit_and_score_sharded(config, snapshot, run_id)
     return score_sharded(config, snapshot, fit(config, snapshot, run_id))
+
+
+@flow(name="features-shards", log_prints=True)
+def features_shards(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
+    """The snapshot built by user shards: one mapped task per shard computes its users'
+    interactions, the reduce (here) the id maps, the popularity and the files."""
+    n_shards = config.orchestration.score_shards
+
+    def mapped(out_dir: Path) -> list[Path]:
+        futures = features_shard.map(
+            *(unmapped(config), unmapped(as_of_time), list(range(n_shards))),
+            *(unmapped(n_shards), unmapped(out_dir)),
+        )
+        return [f.result() for f in futures]
+
+    return build_snapshot(config, as_of_time, mapped)
+
+
+def features_stage(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
+    """The features stage: by user shards on Dask (sharded_on_dask), else the cached
+    features task."""
+    if not sharded_on_dask(config):
+        return cached_features(config, as_of_time)
+    require_events(config, as_of_time)
+    return features_shards.with_options(task_runner=task_runner_for(config))(config, as_of_time)

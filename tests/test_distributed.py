@@ -1,9 +1,11 @@
 """The item side fitted by map-reduce over user shards (decayrec.scoring.distributed): the
 shards' sums equal the whole's, and a nightly on a real 3-worker local Dask cluster
-publishes the single process's lists. Data: MovieLens-small cut to its 600 most-rated
+(features, fit and scoring by user shards) builds the single process's snapshot and lists. Data: MovieLens-small cut to its 600 most-rated
 movies, every user (tests/ops_data.py; a full-catalogue EASE solve takes ~25 s here)."""
 
+import shutil
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -85,6 +87,19 @@ def test_models_that_are_no_sum_over_users_fit_in_one_process(lake, tmp_path):
         IALS().user_sums(load_snapshot(snapshot), 1.0)
 
 
+def task_names(parent_run_id, flow_name):
+    """The task runs (names without their number) of the child flow run `flow_name`."""
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_run_id])
+            )
+        )
+        [child] = [run for run in children if client.read_flow(run.flow_id).name == flow_name]
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [child.id]}))
+        return sorted(r.name.rsplit("-", 1)[0] for r in runs)
+
+
 def test_nightly_on_three_dask_workers_publishes_the_single_process_lists(
     prefect_harness, lake, tmp_path
 ):
@@ -95,23 +110,22 @@ def test_nightly_on_three_dask_workers_publishes_the_single_process_lists(
             "orchestration": {"score_shards": 3, "task_runner": "dask", "dask_workers": 3},
         }
     )
+    # the snapshot the single process built, set aside: the nightly builds it by shards
+    one_process = tmp_path / "one-process"
+    shutil.move(snapshot.path, one_process)
     result = nightly(as_of=AS_OF, config=dask)
     assert result["status"] == "succeeded"
-    # the fit ran as three map tasks and a reduce, then three scoring shards
-    with get_client(sync_client=True) as client:
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[result["run_id"]])
-            )
-        )
-        [sharded] = [
-            run for run in children if client.read_flow(run.flow_id).name == "fit-and-score-shards"
-        ]
-        names = sorted(
-            r.name.rsplit("-", 1)[0]
-            for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [sharded.id]}))
-        )
-    assert names == ["fit-reduce"] + ["fit-shard"] * 3 + ["score-shard"] * 3
+    # features: three map tasks; the fit: three map tasks and a reduce; three scoring shards
+    assert task_names(result["run_id"], "features-shards") == ["features-shard"] * 3
+    assert task_names(result["run_id"], "fit-and-score-shards") == (
+        ["fit-reduce"] + ["fit-shard"] * 3 + ["score-shard"] * 3
+    )
+    for name in ("matrix.parquet", "users.parquet", "user_decay.parquet"):
+        assert pq.read_table(Path(snapshot.path) / name).equals(pq.read_table(one_process / name))
+    items = pq.read_table(Path(snapshot.path) / "items.parquet")
+    one_items = pq.read_table(one_process / "items.parquet")
+    assert items["item_id"].equals(one_items["item_id"])  # popularity: sums in another order
+    np.testing.assert_allclose(items["popularity"], one_items["popularity"], rtol=1e-12)
     single = pq.read_table(train_and_score(config, snapshot, "single").lists_path)
     got = pq.read_table(config.data_dir / "runs" / result["run_id"] / "lists.parquet")
     assert got.num_rows == single.num_rows == config.k * snapshot.n_users

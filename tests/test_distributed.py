@@ -1,7 +1,8 @@
 """The item side fitted by map-reduce over user shards (decayrec.scoring.distributed): the
 shards' sums equal the whole's, and a nightly on a real 3-worker local Dask cluster
-(features, fit and scoring by user shards) builds the single process's snapshot and lists. Data: MovieLens-small cut to its 600 most-rated
-movies, every user (tests/ops_data.py; a full-catalogue EASE solve takes ~25 s here)."""
+(features, fit and scoring by user shards) builds the single process's snapshot and lists.
+Data: MovieLens-small cut to its 600 most-rated movies, every user (tests/ops_data.py; a
+full-catalogue EASE solve takes ~25 s here)."""
 
 import shutil
 from datetime import date

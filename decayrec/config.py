@@ -587,8 +587,10 @@ class OrchestrationConfig(_Model):
     )
     task_runner: Literal["threads", "dask"] = Field(
         "threads",
-        description="task runner of the scoring shards: threads in the flow's process, or "
-        "Dask (prefect-dask): dask_address, else a local cluster of dask_workers processes",
+        description="task runner of the shards: threads in the flow's process (scoring "
+        "sharded, the fit in one task), or Dask (prefect-dask: dask_address, else a local "
+        "cluster of dask_workers processes), where the item side's fit is sharded too: a "
+        "map-reduce of sums over the user shards for EASE and item-item",
     )
     dask_address: str | None = Field(
         None, description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"

@@ -17,7 +17,7 @@ from decayrec.config import AsOfDate, DecayrecConfig
 from decayrec.report import log_message, plain, run_facts
 from decayrec.warehouse.base import RunOutcome
 from flows.guard import exclusive_publishing_run, record_failure, run_name
-from flows.scoring import train_lists
+from flows.scoring import features_stage, train_lists
 from tasks.artifacts import run_artifacts
 from tasks.evaluate import evaluate
 from tasks.export import (
@@ -27,7 +27,6 @@ from tasks.export import (
     record_run,
     start_run,
 )
-from tasks.features import cached_features
 from tasks.gate import champion_gate, promote
 from tasks.incremental import incremental_lists, night_outcome, plan, remember_published
 from tasks.ingest import ingest
@@ -103,7 +102,8 @@ def nightly(
         stage("start-run", start_run, config, run_id, as_of)
         staged = stage("ingest", ingest, config, run_id)
         loaded = stage("validate", validate, config, staged, run_id)
-        snapshot = stage("features", cached_features, config, as_of_time)
+        # by user shards on Dask (orchestration.task_runner: dask, score_shards > 1)
+        snapshot = stage("features", features_stage, config, as_of_time)
         # refit, or incremental: the kept model, changed users re-scored, lists carried
         night = stage("plan-night", plan, config, as_of)
         if night.refit:

@@ -6,7 +6,12 @@ from prefect import task
 from prefect.utilities.hashing import hash_objects
 
 from decayrec.config import DecayrecConfig
-from decayrec.lake.features import build_snapshot, require_events, sequence_length
+from decayrec.lake.features import (
+    build_snapshot,
+    require_events,
+    sequence_length,
+    shard_interactions,
+)
 from decayrec.lake.matrix import (
     SNAPSHOT_META,
     Snapshot,
@@ -75,3 +80,11 @@ def cached_features(config: DecayrecConfig, as_of_time: datetime) -> Snapshot:
     if problem is None:
         return snapshot
     return features.with_options(refresh_cache=True)(config, as_of_time)
+
+
+@task(name="features-shard", timeout_seconds=TIMEOUTS["features"])
+def features_shard(
+    config: DecayrecConfig, as_of_time: datetime, shard: int, n_shards: int, out_dir: Path
+) -> Path:
+    """The interactions of the users of one shard, from their own events (a Parquet file)."""
+    return shard_interactions(config, as_of_time, shard, n_shards, out_dir)

@@ -1,9 +1,11 @@
-"""Sharded training output: fit once, score the users shard by shard (mapped tasks)."""
+"""Sharded training output: fit once (or by map-reduce over user shards), score the users
+shard by shard (mapped tasks)."""
 
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
 from decayrec.lake.matrix import Snapshot
+from decayrec.scoring.distributed import FitPlan, ShardSums, fit_from_shards, shard_sums
 from decayrec.scoring.lists import TrainedLists
 from decayrec.scoring.sharding import (
     FittedModel,
@@ -28,6 +30,34 @@ def fit(config: DecayrecConfig, snapshot: Snapshot, run_id: str) -> FittedModel:
         maybe_inject_train_fault(config, snapshot)
         fitted = fit_and_save(config, snapshot, run_id)
     logger.info("fitted in %.1f s on %s", fitted.train_seconds, fitted.device)
+    return fitted
+
+
+@task(name="fit-shard", timeout_seconds=TIMEOUTS["train"])
+def fit_one_shard(config: DecayrecConfig, plan: FitPlan, shard: int) -> ShardSums:
+    """The map of a sharded fit: the item-side sums of the users of `shard`."""
+    result = shard_sums(config, plan, shard)
+    get_run_logger().info(
+        "fit shard %d/%d: %d users, %.1f MB of sums in %.1f s (peak RSS %.0f MB)",
+        *(shard + 1, plan.n_shards, result.n_users, result.n_bytes / 1e6, result.seconds),
+        result.peak_rss_mb,
+    )
+    return result
+
+
+@task(name="fit-reduce", timeout_seconds=TIMEOUTS["train"])
+def fit_reduce(
+    config: DecayrecConfig, plan: FitPlan, parts: list[ShardSums], run_id: str
+) -> FittedModel:
+    """The reduce of a sharded fit: the shards' sums added, the item side solved once and
+    saved as runs/<run_id>/model.pt."""
+    with training_slot(config):
+        maybe_inject_train_fault(config, plan.snapshot)
+        fitted = fit_from_shards(config, plan, parts, run_id)
+    get_run_logger().info(
+        "fitted %s from %d shards in %.1f s on %s",
+        *(fitted.model, len(parts), fitted.train_seconds, fitted.device),
+    )
     return fitted
 
 

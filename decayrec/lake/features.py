@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -101,12 +103,20 @@ def compute_interactions(
     _interactions(build, decay, as_of)
 
 
-def _interactions(build: LakeBuild, decay: DecayConfig, as_of: datetime) -> None:
+def _interactions(
+    build: LakeBuild, decay: DecayConfig, as_of: datetime, indices: bool = True
+) -> None:
     build.table(
         "interactions",
         sql("features/decayed_interactions"),
         {"as_of": as_of, **kernel_parameters(decay)},
     )
+    if indices:
+        _indices(build)
+
+
+def _indices(build: LakeBuild) -> None:
+    """user_index and item_index (with the items' popularity) of the interactions table."""
     build.table("user_index", sql("features/user_index"))
     build.table("item_index", sql("features/item_index"))
 
@@ -153,75 +163,124 @@ def compute_features(
     return read_matrix(build, as_of, sequence_length(config))
 
 
-def build_snapshot(config: DecayrecConfig, as_of: datetime) -> Snapshot:
+# the user shards of a feature build: given the snapshot's directory, the paths of the
+# shards' interactions files (shard_interactions), computed wherever they run
+ShardMap = Callable[[Path], list[Path]]
+
+
+def shardable_features(config: DecayrecConfig) -> bool:
+    """Whether the features can be built by user shards: every user's pairs come from their
+    own events alone. Not with drift-estimated memories (a pass over the whole matrix) or
+    event sequences (read with the global indices)."""
+    return config.decay.user_decay != "drift" and not sequence_length(config)
+
+
+def shard_interactions(
+    config: DecayrecConfig, as_of: datetime, shard: int, n_shards: int, out_dir: Path
+) -> Path:
+    """The map of a sharded feature build: the interactions (sql/features/
+    decayed_interactions.sql) of the users whose user_id hashes to `shard`, from their own
+    events in the lake (opened read-only, so shards run side by side), written as
+    `<out_dir>/interactions-<shard>-of-<n>.parquet`."""
+    with LakeSession.connect(config.lake_path, read_only=True) as lake, lake.build() as build:
+        params = {"shard": shard, "n_shards": n_shards}
+        build.table("source_events", sql("features/shard_events"), params)
+        prepare_decay_tables(build, config.decay)
+        _interactions(build, config.decay, as_of, indices=False)
+        table = build.sql("from interactions").to_arrow_table()
+    path = Path(out_dir) / f"interactions-{shard}-of-{n_shards}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def build_snapshot(
+    config: DecayrecConfig, as_of: datetime, shards: ShardMap | None = None
+) -> Snapshot:
     """Compute the run's matrix from the lake's events and write it as a Parquet snapshot.
 
     The snapshot id hashes the events before T, T itself and the decay settings, so the
-    same data and settings always give the same id (and the same files).
+    same data and settings always give the same id (and the same files). With `shards`
+    (and `shardable_features`), the interactions are computed by user shards (the map,
+    `shard_interactions`) and the reduce here concatenates them and derives the id maps
+    and the items' popularity (a sum over users) with the same SQL as one process.
     """
     with LakeSession.connect(config.lake_path) as lake:
         run_script(lake.con, "lake/schema")
         n_events, content_hash = lake.con.execute(
             sql("features/events_fingerprint"), {"as_of": as_of}
         ).fetchall()[0]
-        key = json.dumps(
-            {
-                "as_of": as_of.isoformat(),
-                "n_events": n_events,
-                "hash": str(content_hash),
-                "decay": config.decay.model_dump(mode="json"),
-                "sequence_len": sequence_length(config),
-            },
-            sort_keys=True,
-        )
-        snapshot_id = hashlib.sha256(key.encode()).hexdigest()[:16]
-        out = snapshot_dir(config.data_dir, snapshot_id)
-        meta_path = out / SNAPSHOT_META
-        if meta_path.exists():
-            try:
-                stored = read_snapshot(meta_path, config.data_dir)
-                problem = snapshot_problem(stored)
-            except SnapshotError as exc:
-                stored, problem = None, str(exc)
-            if problem is None:
-                return stored
-            log.warning("snapshot %s is rebuilt: %s", snapshot_id, problem)
-            meta_path.unlink()  # written again last, once every file is
-        with lake.build() as build:
+    key = json.dumps(
+        {
+            "as_of": as_of.isoformat(),
+            "n_events": n_events,
+            "hash": str(content_hash),
+            "decay": config.decay.model_dump(mode="json"),
+            "sequence_len": sequence_length(config),
+        },
+        sort_keys=True,
+    )
+    snapshot_id = hashlib.sha256(key.encode()).hexdigest()[:16]
+    out = snapshot_dir(config.data_dir, snapshot_id)
+    meta_path = out / SNAPSHOT_META
+    if meta_path.exists():
+        try:
+            stored = read_snapshot(meta_path, config.data_dir)
+            problem = snapshot_problem(stored)
+        except SnapshotError as exc:
+            stored, problem = None, str(exc)
+        if problem is None:
+            return stored
+        log.warning("snapshot %s is rebuilt: %s", snapshot_id, problem)
+        meta_path.unlink()  # written again last, once every file is
+    parts = None
+    if shards is not None and shardable_features(config):
+        parts = shards(out / "shards")  # the lake is closed here: the shards read it
+    elif shards is not None:
+        log.info("features are built in one process (drift memories or event sequences)")
+    with LakeSession.connect(config.lake_path) as lake, lake.build() as build:
+        if parts is None:
             build.view("source_events", "select * from events")
             compute_interactions(build, config.decay, as_of)
-            # Written through Arrow so no path is ever pasted into SQL.
-            coo = build.sql(sql("features/matrix")).to_arrow_table()
-            users = build.sql("from user_index").to_arrow_table()
-            items = build.sql("from item_index").to_arrow_table()
-            tables = {
-                "matrix.parquet": coo,
-                "users.parquet": users,
-                "items.parquet": items,
-                "user_decay.parquet": user_decay_table(build, config.decay),
-            }
-            if sequence_length(config):
-                tables[SEQUENCES_FILE] = read_sequences(build, as_of, sequence_length(config))
-        out.mkdir(parents=True, exist_ok=True)
-        if not sequence_length(config):
-            (out / SEQUENCES_FILE).unlink(missing_ok=True)
-        for name, table in tables.items():
-            pq.write_table(table, out / name)
-        snapshot = Snapshot(
-            snapshot_id=snapshot_id,
-            path=str(Path(SNAPSHOTS) / snapshot_id),  # relative to the data dir
-            as_of_time=as_of.isoformat(),
-            n_users=users.num_rows,
-            n_items=items.num_rows,
-            n_nonzero=coo.num_rows,
-            n_events=n_events,
-            has_sequences=bool(sequence_length(config)),
-            files={name: sha256_of(out / name) for name in tables},
-        )
-        tmp = meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(snapshot), indent=2))
-        tmp.replace(meta_path)  # atomic: snapshot.json is there only when complete
-        return snapshot.under(config.data_dir)
+        else:
+            prepare_decay_tables(build, config.decay)
+            build.arrow("shard_interactions", pa.concat_tables(pq.read_table(p) for p in parts))
+            build.table("interactions", "select * from shard_interactions")
+            _indices(build)
+        # Written through Arrow so no path is ever pasted into SQL.
+        coo = build.sql(sql("features/matrix")).to_arrow_table()
+        users = build.sql("from user_index").to_arrow_table()
+        items = build.sql("from item_index").to_arrow_table()
+        tables = {
+            "matrix.parquet": coo,
+            "users.parquet": users,
+            "items.parquet": items,
+            "user_decay.parquet": user_decay_table(build, config.decay),
+        }
+        if sequence_length(config):
+            tables[SEQUENCES_FILE] = read_sequences(build, as_of, sequence_length(config))
+    if parts is not None:
+        shutil.rmtree(out / "shards", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if not sequence_length(config):
+        (out / SEQUENCES_FILE).unlink(missing_ok=True)
+    for name, table in tables.items():
+        pq.write_table(table, out / name)
+    snapshot = Snapshot(
+        snapshot_id=snapshot_id,
+        path=str(Path(SNAPSHOTS) / snapshot_id),  # relative to the data dir
+        as_of_time=as_of.isoformat(),
+        n_users=users.num_rows,
+        n_items=items.num_rows,
+        n_nonzero=coo.num_rows,
+        n_events=n_events,
+        has_sequences=bool(sequence_length(config)),
+        files={name: sha256_of(out / name) for name in tables},
+    )
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(snapshot), indent=2))
+    tmp.replace(meta_path)  # atomic: snapshot.json is there only when complete
+    return snapshot.under(config.data_dir)
 
 
 def user_decay_table(build: LakeBuild, decay: DecayConfig) -> pa.Table:

@@ -6,7 +6,9 @@ decay-weighted rows as CSR or as a dense tensor, or their event sequences) and h
 is built from the configuration: `from_config` gives each constructor argument the
 setting of its name (or the one the class's `settings` names) from the model's
 configuration section, else from `decay`. `decayrec.models.REGISTRY` maps the name to
-the class and its configuration section. It is fitted on the decay-weighted
+the class and its configuration section. A model whose item side is a sum over users
+(EASE, item-item) also declares it as `user_sums` / `fit_sums`, so that the fit can be
+sharded by user. It is fitted on the decay-weighted
 :class:`~decayrec.lake.features.InteractionMatrix` and never excludes seen items itself
 (`decayrec.scoring.recommend` does). Scoring follows the input: row models
 (`Input.CSR`, `Input.DENSE`) implement `score(x)`, sequence models
@@ -187,6 +189,23 @@ class Model(ABC):
     def from_state(cls, state: dict[str, Any], device: torch.device | str) -> Self:
         """The fitted model `state` describes, each part checked (raise on anything
         that does not fit)."""
+
+    # The item side as a map-reduce over user shards (decayrec.scoring.distributed):
+    # `user_sums` of each shard of users (the map; a shard's rows are a matrix of its own
+    # users, every item), summed key by key, then `fit_sums` once (the reduce and the
+    # item-side solve). `scale` is positive_mean of every user's weights. Models whose fit
+    # is no such sum (iALS, the sequence model) keep `summable` False and fit in one process.
+    def summable(self, n_items: int) -> bool:
+        """Whether this model's fit on `n_items` items is a sum over users and a solve."""
+        return False
+
+    def user_sums(self, matrix: InteractionMatrix, scale: float) -> dict[str, torch.Tensor]:
+        """The map: the item-side sums of the users of `matrix`."""
+        raise NotImplementedError(f"{self.name} does not fit by sums over users")
+
+    def fit_sums(self, sums: dict[str, torch.Tensor], scale: float, item_ids: np.ndarray) -> Self:
+        """The reduce: the fitted model from `user_sums` summed over every user."""
+        raise NotImplementedError(f"{self.name} does not fit by sums over users")
 
     def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
         """Why `items` (batch x k item indices, -1 = none) were recommended to the users

@@ -64,22 +64,30 @@ class EASE(Model):
         self.item_ids: np.ndarray | None = None
 
     def fit(self, matrix: InteractionMatrix) -> EASE:
-        n_users, n_items = matrix.shape
-        if n_items > self.max_items:
-            gib = n_items**2 * 4 * 3 / 2**30
-            raise CatalogueTooLarge(
-                f"EASE on {n_items} items needs about {gib:.1f} GiB; model.max_items is "
-                f"{self.max_items}. Raise it if the memory is there, or choose another model."
-            )
-        self.scale = positive_mean(matrix.weights)
-        values = matrix.weights / self.scale
+        scale = positive_mean(matrix.weights)
+        return self.fit_sums(self.user_sums(matrix, scale), scale, matrix.item_ids)
+
+    def summable(self, n_items: int) -> bool:
+        """G is a sum over users: any catalogue EASE fits can be fitted by shards."""
+        return True
+
+    def user_sums(self, matrix: InteractionMatrix, scale: float) -> dict[str, torch.Tensor]:
+        """The map: {"gram": X^T X} (or its gap-decayed form) of the matrix's users."""
+        self._check_catalogue(matrix.shape[1])
         gram = gram_matrix(
             matrix,
-            values,
+            matrix.weights / scale,
             self.user_batch,
             self.device,
             pair_half_life_days=self.pair_half_life_days,
         )
+        return {"gram": gram}
+
+    def fit_sums(self, sums: dict[str, torch.Tensor], scale: float, item_ids: np.ndarray) -> EASE:
+        """The reduce: B from G summed over every user (`sums["gram"]` is consumed)."""
+        self._check_catalogue(len(item_ids))
+        self.scale = scale
+        gram = sums.pop("gram").to(self.device)
         gram.diagonal().add_(self.l2)
         chol = torch.linalg.cholesky(gram)
         del gram
@@ -88,8 +96,16 @@ class EASE(Model):
         B = precision / (-precision.diagonal())
         B.diagonal().zero_()
         self.B = B
-        self.item_ids = matrix.item_ids
+        self.item_ids = item_ids
         return self
+
+    def _check_catalogue(self, n_items: int) -> None:
+        if n_items > self.max_items:
+            gib = n_items**2 * 4 * 3 / 2**30
+            raise CatalogueTooLarge(
+                f"EASE on {n_items} items needs about {gib:.1f} GiB; model.max_items is "
+                f"{self.max_items}. Raise it if the memory is there, or choose another model."
+            )
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of a batch of (unscaled) user rows, dense or CSR: (batch x items)."""

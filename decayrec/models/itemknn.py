@@ -24,6 +24,7 @@ C is built by `decayrec.models.cooccurrence.gram_matrix`, whole when it fits in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -82,46 +83,88 @@ class ItemKNN(Model):
         self.item_ids: np.ndarray | None = None
 
     def fit(self, matrix: InteractionMatrix) -> ItemKNN:
-        n_users, n_items = matrix.shape
-        self.scale = positive_mean(matrix.weights)
-        dev = self.device
+        n_items = matrix.shape[1]
+        scale = positive_mean(matrix.weights)
+        if self.summable(n_items):  # C whole (its pairs generated once)
+            return self.fit_sums(self.user_sums(matrix, scale), scale, matrix.item_ids)
+        # else one block of target rows at a time; C is symmetric, so the rows of a block of
+        # targets are also their columns
+        self.scale = scale
+        values = self._values(matrix, scale)
+        diag = self._diagonal(matrix, values)
+        width = max(1, min(n_items, int(self.memory_mb * 2**20 // (8 * max(n_items, 1)))))
+
+        def block(start: int, stop: int) -> torch.Tensor:
+            return gram_matrix(
+                matrix,
+                values,
+                self.user_batch,
+                self.device,
+                (start, stop),
+                pair_half_life_days=self.pair_half_life_days,
+            )
+
+        self._select(block, diag, n_items, width)
+        self.item_ids = matrix.item_ids
+        return self
+
+    def summable(self, n_items: int) -> bool:
+        """C and its diagonal are sums over users when C fits in memory_mb whole."""
+        return 4 * n_items**2 + 4 * n_items * min(n_items, 256) <= self.memory_mb * 2**20
+
+    def user_sums(self, matrix: InteractionMatrix, scale: float) -> dict[str, torch.Tensor]:
+        """The map: {"gram": C, "diag": diag(C)} of the matrix's users."""
+        values = self._values(matrix, scale)
+        gram = gram_matrix(
+            matrix,
+            values,
+            self.user_batch,
+            self.device,
+            pair_half_life_days=self.pair_half_life_days,
+        )
+        return {"gram": gram, "diag": self._diagonal(matrix, values)}
+
+    def fit_sums(
+        self, sums: dict[str, torch.Tensor], scale: float, item_ids: np.ndarray
+    ) -> ItemKNN:
+        """The reduce: each target's neighbours from C summed over every user."""
+        n_items = len(item_ids)
+        self.scale = scale
+        gram = sums.pop("gram").to(self.device)
+        width = int((self.memory_mb * 2**20 - 4 * n_items**2) // (4 * max(n_items, 1)))
+        width = max(1, min(n_items, width))
+        diag = sums["diag"].to(self.device)
+        self._select(lambda start, stop: gram[start:stop], diag, n_items, width)
+        self.item_ids = item_ids
+        return self
+
+    def _values(self, matrix: InteractionMatrix, scale: float) -> np.ndarray:
         if self.cooccurrence == "decayed":
-            values = matrix.weights / self.scale
-        else:
-            values = np.ones(len(matrix.weights))
-        diag = torch.zeros(n_items, dtype=torch.float32, device=dev).index_add_(
+            return matrix.weights / scale
+        return np.ones(len(matrix.weights))
+
+    def _diagonal(self, matrix: InteractionMatrix, values: np.ndarray) -> torch.Tensor:
+        dev = self.device
+        return torch.zeros(matrix.shape[1], dtype=torch.float32, device=dev).index_add_(
             0,
             torch.from_numpy(matrix.cols).to(dev),
             torch.from_numpy((values * values).astype(np.float32)).to(dev),
         )
+
+    def _select(
+        self,
+        block: Callable[[int, int], torch.Tensor],
+        diag: torch.Tensor,
+        n_items: int,
+        width: int,
+    ) -> None:
+        """S from C, `width` target rows at a time (`block(start, stop)` = C[start:stop])."""
+        dev = self.device
         keep = min(self.neighbours, max(n_items - 1, 0))
-        budget = self.memory_mb * 2**20
-        # C whole if it fits (its pairs generated once), else one block of rows at a time;
-        # C is symmetric, so the rows of a block of targets are also their columns
-        whole = 4 * n_items**2 + 4 * n_items * min(n_items, 256) <= budget
-        if whole:
-            gram = gram_matrix(
-                matrix, values, self.user_batch, dev, pair_half_life_days=self.pair_half_life_days
-            )
-            width = int((budget - 4 * n_items**2) // (4 * max(n_items, 1)))
-        else:  # the block and its top-k
-            width = int(budget // (8 * max(n_items, 1)))
-        width = max(1, min(n_items, width))
         src, dst, sim = [], [], []
         for start in range(0, n_items if keep else 0, width):
             stop = min(start + width, n_items)
-            if whole:
-                block = gram[start:stop]
-            else:
-                block = gram_matrix(
-                    matrix,
-                    values,
-                    self.user_batch,
-                    dev,
-                    (start, stop),
-                    pair_half_life_days=self.pair_half_life_days,
-                )
-            top, idx = self._neighbours(block, diag, start, keep)
+            top, idx = self._neighbours(block(start, stop), diag, start, keep)
             mask = top > 0
             targets = torch.arange(start, stop, device=dev)
             src.append(idx[mask])
@@ -134,8 +177,6 @@ class ItemKNN(Model):
             ij = torch.zeros(2, 0, dtype=torch.long, device=dev)
             vals = torch.zeros(0, device=dev)
         self._set_similarity(torch.sparse_coo_tensor(ij, vals, (n_items, n_items)))
-        self.item_ids = matrix.item_ids
-        return self
 
     def _neighbours(
         self, block: torch.Tensor, diag: torch.Tensor, start: int, keep: int

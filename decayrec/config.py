@@ -366,6 +366,22 @@ class SASRecConfig(ModelSettings):
         ge=1,
         description="sasrec: last events per user held out to pick the epoch (validation)",
     )
+    seq_final_epochs: int = Field(
+        0,
+        ge=0,
+        description="sasrec: epochs over every event (held-out ones included) after the "
+        "best validation epoch",
+    )
+    seq_away_quantile: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="sasrec: at scoring, cap the time since a user's last event at this "
+        "quantile of the gaps between events seen in training (none: no cap)",
+    )
+    seq_time_bias: bool = Field(
+        True, description="sasrec: read event times (away embedding, attention time bias)"
+    )
     seq_batch: int = Field(128, ge=1, description="sasrec: sequences per training step")
     seq_lr: float = Field(1e-3, gt=0, description="sasrec: Adam learning rate")
     seq_full_softmax_items: int = Field(

@@ -113,9 +113,10 @@ class _Network(nn.Module):
         length: int,
         buckets: int,
         dropout: float,
+        timed: bool = True,
     ) -> None:
         super().__init__()
-        self.dim, self.heads, self.buckets = dim, heads, buckets
+        self.dim, self.heads, self.buckets, self.timed = dim, heads, buckets, timed
         self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)  # row 0: padding
         self.positions = nn.Embedding(length, dim)
         self.away = nn.Embedding(buckets, dim)
@@ -135,9 +136,13 @@ class _Network(nn.Module):
         pad = items < 0
         recency = torch.arange(length - 1, -1, -1, device=items.device)
         h = self.items(items + 1) * math.sqrt(self.dim) + self.positions(recency)[None]
-        h = self.drop(h + self.away(log_time_bucket(refs - times, self.buckets)))
-        dt = refs[:, :, None] - times[:, None, :]  # query p, key j
-        bias = self.time_bias(log_time_bucket(dt, self.buckets)).permute(0, 3, 1, 2)
+        if self.timed:
+            h = h + self.away(log_time_bucket(refs - times, self.buckets))
+            dt = refs[:, :, None] - times[:, None, :]  # query p, key j
+            bias = self.time_bias(log_time_bucket(dt, self.buckets)).permute(0, 3, 1, 2)
+        else:  # the ablation: order only, as SASRec
+            bias = h.new_zeros(b, self.heads, length, length)
+        h = self.drop(h)
         causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
         allowed = causal[None] & ~pad[:, None, :]
         allowed = allowed | torch.eye(length, dtype=torch.bool, device=items.device)[None]
@@ -167,6 +172,9 @@ class TimeSASRec(Model):
         "lr": "seq_lr",
         "full_softmax_items": "seq_full_softmax_items",
         "negatives": "seq_negatives",
+        "final_epochs": "seq_final_epochs",
+        "away_quantile": "seq_away_quantile",
+        "time_bias": "seq_time_bias",
     }
 
     def __init__(
@@ -185,6 +193,9 @@ class TimeSASRec(Model):
         time_buckets: int = 24,
         eval_users: int = 5000,
         holdout: int = 1,
+        final_epochs: int = 0,
+        away_quantile: float | None = None,
+        time_bias: bool = True,
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_dir: str | Path | None = None,
@@ -199,7 +210,10 @@ class TimeSASRec(Model):
             "max_len": max_len,
             "dropout": dropout,
             "time_buckets": time_buckets,
+            "time_bias": time_bias,
+            "away_cap": None,  # seconds; set by fit from away_quantile
         }
+        self.final_epochs, self.away_quantile = final_epochs, away_quantile
         self.epochs, self.patience, self.batch_size, self.lr = epochs, patience, batch_size, lr
         self.full_softmax_items, self.negatives = full_softmax_items, negatives
         self.eval_users, self.holdout, self.seed = eval_users, holdout, seed
@@ -224,7 +238,7 @@ class TimeSASRec(Model):
         self.item_ids = matrix.item_ids
         self._event_items, self._event_times = seqs.items, seqs.times
         train_end, valid_users, valid_targets = self._split(seqs)
-        windows = self._windows(seqs, train_end)
+        self.hyper["away_cap"] = self._away_cap(seqs, train_end)
         self.net = self._new_network(n_items)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         shuffle = torch.Generator().manual_seed(self.seed)
@@ -238,6 +252,7 @@ class TimeSASRec(Model):
             "sasrec epoch", self.epochs, log, unit="epoch", done=state["epoch"], bound=True
         ) as progress:
             while state["epoch"] < self.epochs and state["bad"] < self.patience:
+                windows = self._windows(seqs, train_end, shuffle)
                 loss = self._train_epoch(windows, n_items, optimiser, shuffle)
                 score = self._validate(seqs, train_end, valid_users, valid_targets)
                 state["epoch"] += 1
@@ -257,6 +272,13 @@ class TimeSASRec(Model):
                     self.on_epoch_end(state["epoch"], score)
         if state["best_state"] is not None:
             self.net.load_state_dict(state["best_state"])
+        # then the held-out events too: the newest transitions are the most telling
+        for epoch in range(self.final_epochs if len(valid_users) else 0):
+            loss = self._train_epoch(
+                self._windows(seqs, seqs.ptr[1:], shuffle), n_items, optimiser, shuffle
+            )
+            log.info("sasrec final epoch %d on every event: loss %.4f", epoch + 1, loss)
+            state["history"].append({"epoch": state["epoch"] + epoch + 1, "loss": loss})
         self.history = state["history"]
         self.net.eval()
         if self.checkpoint_dir is not None:
@@ -273,6 +295,7 @@ class TimeSASRec(Model):
             h["max_len"],
             h["time_buckets"],
             h["dropout"],
+            h["time_bias"],
         ).to(self.device)
 
     def _split(self, seqs: EventSequences) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -293,20 +316,38 @@ class TimeSASRec(Model):
                 train_end[user] = cut
         return train_end, np.array(users, dtype=np.int64), targets
 
-    def _windows(self, seqs: EventSequences, train_end: np.ndarray) -> np.ndarray:
-        """Event indices of training windows (n x (L + 1), -1 = padding): each user's
-        training events cut from the newest back into windows of L + 1 (stride L)."""
+    def _away_cap(self, seqs: EventSequences, train_end: np.ndarray) -> float | None:
+        """The `away_quantile` quantile of the gaps between a user's consecutive
+        training events (seconds): scoring never asks about a longer absence than
+        training saw often (None: no cap)."""
+        if self.away_quantile is None:
+            return None
+        index = np.arange(len(seqs.times) - 1)
+        user = np.searchsorted(seqs.ptr, index, side="right") - 1
+        within = index + 1 < train_end[user]
+        gaps = np.diff(seqs.times)[within]
+        return float(np.quantile(gaps, self.away_quantile)) if len(gaps) else None
+
+    def _windows(
+        self, seqs: EventSequences, train_end: np.ndarray, rng: torch.Generator
+    ) -> np.ndarray:
+        """Event indices of one epoch's training windows (n x (L + 1), -1 = padding): per
+        user the window ending at their newest training event, then windows of L + 1 with
+        stride L starting a random 0..L-1 events later than a cut from the newest would
+        (fresh each epoch): every event is a target every epoch, in ever other contexts."""
         length = self.hyper["max_len"]
-        rows = []
-        for user, end in enumerate(train_end.tolist()):
-            start = int(seqs.ptr[user])
-            while end - start >= 2:
-                first = max(start, end - length - 1)
-                window = np.full(length + 1, -1, dtype=np.int64)
-                window[length + 1 - (end - first) :] = np.arange(first, end)
-                rows.append(window)
-                end -= length
-        return np.stack(rows) if rows else np.zeros((0, length + 1), dtype=np.int64)
+        starts = seqs.ptr[:-1]
+        offsets = torch.randint(length, (len(starts),), generator=rng).numpy()
+        # windows after the first end at train_end + offset - k L, k >= 1, while >= 2 events
+        more = np.maximum((train_end - starts + offsets - 2) // length, 0)
+        more = np.where(train_end - starts >= 2, more, 0)
+        first = np.nonzero(train_end - starts >= 2)[0]
+        user = np.repeat(np.arange(len(starts)), more)
+        k = np.arange(len(user)) - np.repeat(np.cumsum(more) - more, more) + 1
+        ends = np.concatenate([train_end[first], (train_end + offsets)[user] - k * length])
+        lows = np.concatenate([starts[first], starts[user]])
+        index = ends[:, None] - (length + 1) + np.arange(length + 1)[None]
+        return np.where(index >= lows[:, None], index, -1).astype(np.int64)
 
     def _train_epoch(
         self,
@@ -406,6 +447,8 @@ class TimeSASRec(Model):
             self.lr,
             self.seed,
             self.holdout,
+            self.final_epochs,
+            self.away_quantile,
             n_items,
         )
         digest.update(repr(settings).encode())
@@ -487,6 +530,8 @@ class TimeSASRec(Model):
         ref_t = torch.from_numpy(np.asarray(refs, dtype=np.float64)).to(self.device)
         # every position's reference time is the next event's time; the newest's is the
         # user's reference time (as in training)
+        if self.hyper.get("away_cap") is not None:  # no absence longer than training saw
+            ref_t = torch.minimum(ref_t, time_t.max(1).values + self.hyper["away_cap"])
         next_times = torch.cat([time_t[:, 1:], ref_t[:, None]], 1)
         with self._autocast():
             h = self.net(item_t, time_t, next_times)[:, -1]
@@ -521,8 +566,10 @@ class TimeSASRec(Model):
             max_len=int(h["max_len"]),
             dropout=float(h["dropout"]),
             time_buckets=int(h["time_buckets"]),
+            time_bias=bool(h.get("time_bias", True)),
             device=device,
         )
+        model.hyper["away_cap"] = h.get("away_cap")
         model.item_ids = saved_item_ids(state)
         model.net = model._new_network(len(model.item_ids))
         weights = state["state"]

@@ -115,7 +115,7 @@ def returning_users(n_users: int = 64, seed: int = 1):
 
 def test_learns_from_the_time_gap_what_comes_next():
     matrix = returning_users()
-    model = small_model(max_len=4).fit(matrix)
+    model = small_model(max_len=4, time_bias=True).fit(matrix)
     items = np.array([[0, 1, 2], [0, 1, 2]])
     times = np.array([[T0, T0 + MINUTE, T0 + 2 * MINUTE]] * 2)
     refs = np.array([T0 + 3 * MINUTE, T0 + 2 * MINUTE + 2 * YEAR])
@@ -245,3 +245,61 @@ def test_make_model_builds_it_from_the_config():
     model, device = make_model(config)
     assert isinstance(model, TimeSASRec)
     assert model.hyper["max_len"] == 20 and model.hyper["heads"] == 4
+
+
+def test_every_training_event_is_a_target_every_epoch_in_fresh_contexts():
+    # one user of 23 events, one of 3, one of 1 (never a window): windows of L + 1 = 5
+    seqs = EventSequences(
+        ptr=np.array([0, 23, 26, 27]),
+        items=np.arange(27),
+        times=np.arange(27.0),
+        ref_times=np.zeros(3),
+    )
+    model = TimeSASRec(max_len=4)
+    rng = torch.Generator().manual_seed(0)
+    train_end = np.array([21, 26, 27])  # the first user's last two events held out
+    contexts: set[tuple[int, ...]] = set()
+    for _ in range(6):
+        windows = model._windows(seqs, train_end, rng)
+        assert windows.shape[1] == 5
+        targets = windows[:, 1:][windows[:, :-1] >= 0]
+        # every training event but each user's first is a target; held-out ones never
+        assert set(targets.tolist()) == set(range(1, 21)) | {24, 25}
+        # a window never crosses users
+        user = np.searchsorted(seqs.ptr, np.where(windows >= 0, windows, 0), side="right")
+        assert all(len(set(u[w >= 0])) == 1 for u, w in zip(user, windows, strict=True))
+        contexts |= {tuple(w) for w in windows if w[-1] == 12}
+    assert len(contexts) >= 3  # event 12 is predicted from other windows in other epochs
+
+
+def test_the_time_away_is_capped_at_the_gaps_training_saw():
+    matrix = returning_users()
+    model = small_model(max_len=4, epochs=2, away_quantile=1.0, time_bias=True).fit(matrix)
+    # the largest gap between training events: two years (the users who came back late)
+    assert model.hyper["away_cap"] == pytest.approx(2 * YEAR)
+    items = np.array([[0, 1, 2]] * 2)
+    times = np.array([[T0, T0 + MINUTE, T0 + 2 * MINUTE]] * 2)
+    capped = model.score_events(items, times, np.array([T0 + 2 * MINUTE + 2 * YEAR] * 2))
+    longer = model.score_events(items, times, np.array([T0 + 2 * MINUTE + 30 * YEAR] * 2))
+    assert torch.equal(capped, longer)
+    nearer = model.score_events(items, times, np.array([T0 + 2 * MINUTE + YEAR] * 2))
+    assert not torch.equal(nearer, longer)
+
+
+def test_without_the_time_bias_the_time_away_does_not_matter():
+    matrix = returning_users()
+    model = small_model(max_len=4, epochs=2, time_bias=False).fit(matrix)
+    items = np.array([[0, 1, 2]] * 2)
+    times = np.array([[T0, T0 + MINUTE, T0 + 2 * MINUTE]] * 2)
+    scores = model.score_events(items, times, np.array([T0 + 3 * MINUTE, T0 + 2 * YEAR]))
+    assert torch.allclose(scores[0], scores[1])
+
+
+def test_final_epochs_train_on_the_held_out_events_too():
+    matrix, _ = cyclic_walks()
+    plain = small_model(epochs=3, patience=3).fit(matrix)
+    final = small_model(epochs=3, patience=3, final_epochs=2).fit(matrix)
+    assert len(final.history) == len(plain.history) + 2
+    assert final.history[-1]["epoch"] == 5 and "ndcg@10" not in final.history[-1]
+    users = np.arange(matrix.shape[0])
+    assert not torch.equal(final.score_users(matrix, users), plain.score_users(matrix, users))

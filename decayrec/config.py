@@ -385,7 +385,7 @@ class SASRecConfig(ModelSettings):
         "by default: on MovieLens-small validation it halved NDCG@10 (rating times are "
         "not consumption times)",
     )
-    seq_batch: int = Field(128, ge=1, description="sasrec: sequences per training step")
+    seq_batch: int = Field(64, ge=1, description="sasrec: sequences per training step")
     seq_lr: float = Field(1e-3, gt=0, description="sasrec: Adam learning rate")
     seq_full_softmax_items: int = Field(
         20_000,

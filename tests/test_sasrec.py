@@ -8,6 +8,7 @@
 """
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -174,7 +175,8 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_p
     lines = [r.getMessage() for r in caplog.records if r.name == "decayrec.models.sasrec"]
     resumed_lines = [line for line in lines if line.startswith("sasrec epoch 3 of 4")]
     assert len(resumed_lines) == 1 and ", ETA at most " in resumed_lines[0]
-    assert "validation NDCG@10 0." in resumed_lines[0] and "loss " in resumed_lines[0]
+    assert re.search(r"validation NDCG@10 [01]\.\d{4}", resumed_lines[0])
+    assert "loss " in resumed_lines[0]
     assert lines[-1].startswith("sasrec epoch 4 of 4: loss ") and "ETA" not in lines[-1]
     assert torch.equal(resumed.score_users(matrix, users), straight)
     assert not (tmp_path / "sasrec.ckpt").exists()  # done: nothing left to resume
@@ -268,7 +270,7 @@ def test_every_training_event_is_a_target_every_epoch_in_fresh_contexts():
         # a window never crosses users
         user = np.searchsorted(seqs.ptr, np.where(windows >= 0, windows, 0), side="right")
         assert all(len(set(u[w >= 0])) == 1 for u, w in zip(user, windows, strict=True))
-        contexts |= {tuple(w) for w in windows if w[-1] == 12}
+        contexts |= {tuple(w) for w in windows if 12 in w[1:]}
     assert len(contexts) >= 3  # event 12 is predicted from other windows in other epochs
 
 

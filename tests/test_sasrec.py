@@ -261,7 +261,7 @@ def test_every_training_event_is_a_target_every_epoch_in_fresh_contexts():
     rng = torch.Generator().manual_seed(0)
     train_end = np.array([21, 26, 27])  # the first user's last two events held out
     contexts: set[tuple[int, ...]] = set()
-    for _ in range(6):
+    for _ in range(12):
         windows = model._windows(seqs, train_end, rng)
         assert windows.shape[1] == 5
         targets = windows[:, 1:][windows[:, :-1] >= 0]

@@ -113,7 +113,7 @@ def main() -> None:
         "recall@10": round(m["recall@10"], 4),
         "fit_s": round(fit_s, 1),
         "epochs": len(model.history),
-        "best_inner": max((h["ndcg@10"] for h in model.history), default=None),
+        "best_inner": max((h["ndcg@10"] for h in model.history if "ndcg@10" in h), default=None),
         "load": os.getloadavg()[0],
     }
     print(json.dumps(res))

@@ -385,6 +385,12 @@ class SASRecConfig(ModelSettings):
         "by default: on MovieLens-small validation it halved NDCG@10 (rating times are "
         "not consumption times)",
     )
+    seq_targets: int = Field(
+        1,
+        ge=1,
+        description="sasrec: each position learns the next this many events (1: the next "
+        "event, as SASRec)",
+    )
     seq_batch: int = Field(64, ge=1, description="sasrec: sequences per training step")
     seq_lr: float = Field(1e-3, gt=0, description="sasrec: Adam learning rate")
     seq_full_softmax_items: int = Field(

@@ -305,3 +305,47 @@ def test_final_epochs_train_on_the_held_out_events_too():
     assert final.history[-1]["epoch"] == 5 and "ndcg@10" not in final.history[-1]
     users = np.arange(matrix.shape[0])
     assert not torch.equal(final.score_users(matrix, users), plain.score_users(matrix, users))
+
+
+def test_windows_run_on_by_the_later_targets_never_past_the_training_end():
+    seqs = EventSequences(
+        ptr=np.array([0, 23, 26]), items=np.arange(26), times=np.arange(26.0), ref_times=np.zeros(2)
+    )
+    model = TimeSASRec(max_len=4, targets=3)
+    train_end = np.array([21, 26])
+    windows = model._windows(seqs, train_end, torch.Generator().manual_seed(0))
+    assert windows.shape[1] == 4 + 3
+    user = np.searchsorted(seqs.ptr, np.where(windows >= 0, windows, 0), side="right") - 1
+    assert (windows[windows >= 0] < train_end[user[windows >= 0]]).all()
+    # each window's inputs and next event are consecutive, as with one target
+    one = TimeSASRec(max_len=4)._windows(seqs, train_end, torch.Generator().manual_seed(0))
+    assert np.array_equal(windows[:, :5], one)
+
+
+def skip_gram_walks(n_users: int = 40, seed: int = 2):
+    """Histories of triples (x_g, noise, y_g): after x_g comes one of 30 noise items at
+    random, then y_g. Every user ends on some x_g."""
+    rng = np.random.default_rng(seed)
+    events, refs, last = [], [], []
+    for _ in range(n_users):
+        groups = rng.integers(4, size=4)
+        items = [i for g in groups for i in (g, 8 + int(rng.integers(30)), 4 + g)]
+        g = int(rng.integers(4))
+        items.append(g)
+        times = [T0 + 60.0 * s for s in range(len(items))]
+        events.append(list(zip(items, times, strict=True)))
+        refs.append(times[-1] + 60.0)
+        last.append(g)
+    return matrix_from_events(events, refs, 38), last
+
+
+def test_later_targets_teach_what_comes_after_the_next_event():
+    matrix, last = skip_gram_walks()
+    users = np.arange(matrix.shape[0])
+    y = torch.tensor(last) + 4
+    chances = {}
+    for targets in (1, 2):
+        model = small_model(targets=targets, epochs=30, patience=30, holdout=1).fit(matrix)
+        chances[targets] = model.score_users(matrix, users)[users, y].mean().item()
+    # y_g never comes right after x_g: only the second target teaches it
+    assert chances[2] > 0.15 and chances[1] < 0.05, chances

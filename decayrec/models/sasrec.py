@@ -185,6 +185,7 @@ class TimeSASRec(Model):
         "final_epochs": "seq_final_epochs",
         "away_quantile": "seq_away_quantile",
         "time_bias": "seq_time_bias",
+        "targets": "seq_targets",
     }
 
     def __init__(
@@ -206,6 +207,7 @@ class TimeSASRec(Model):
         final_epochs: int = 0,
         away_quantile: float | None = None,
         time_bias: bool = False,
+        targets: int = 1,
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_dir: str | Path | None = None,
@@ -223,7 +225,9 @@ class TimeSASRec(Model):
             "time_bias": time_bias,
             "away_cap": None,  # seconds; set by fit from away_quantile
         }
-        self.final_epochs, self.away_quantile = final_epochs, away_quantile
+        if targets < 1:
+            raise ValueError(f"sasrec: targets must be at least 1, not {targets}")
+        self.final_epochs, self.away_quantile, self.targets = final_epochs, away_quantile, targets
         self.epochs, self.patience, self.batch_size, self.lr = epochs, patience, batch_size, lr
         self.full_softmax_items, self.negatives = full_softmax_items, negatives
         self.eval_users, self.holdout, self.seed = eval_users, holdout, seed
@@ -341,11 +345,13 @@ class TimeSASRec(Model):
     def _windows(
         self, seqs: EventSequences, train_end: np.ndarray, rng: torch.Generator
     ) -> np.ndarray:
-        """Event indices of one epoch's training windows (n x (L + 1), -1 = padding): per
-        user the window ending at their newest training event, then windows of L + 1 with
-        stride L starting a random 0..L-1 events later than a cut from the newest would
-        (fresh each epoch): every event is a target every epoch, in ever other contexts."""
-        length = self.hyper["max_len"]
+        """Event indices of one epoch's training windows (n x (L + targets), -1 =
+        padding): per user the window whose inputs end just before their newest training
+        event, then windows of L + 1 with stride L starting a random 0..L-1 events later
+        than a cut from the newest would (fresh each epoch): every event is a target
+        every epoch, in ever other contexts. Each window runs on by `targets` - 1 events
+        (the later targets of its last positions), padded past the user's training end."""
+        length, extra = self.hyper["max_len"], self.targets - 1
         starts = seqs.ptr[:-1]
         offsets = torch.randint(length, (len(starts),), generator=rng).numpy()
         # windows after the first end at train_end + offset - k L, k >= 1, while >= 2 events
@@ -356,8 +362,10 @@ class TimeSASRec(Model):
         k = np.arange(len(user)) - np.repeat(np.cumsum(more) - more, more) + 1
         ends = np.concatenate([train_end[first], (train_end + offsets)[user] - k * length])
         lows = np.concatenate([starts[first], starts[user]])
-        index = ends[:, None] - (length + 1) + np.arange(length + 1)[None]
-        return np.where(index >= lows[:, None], index, -1).astype(np.int64)
+        highs = np.concatenate([train_end[first], train_end[user]])
+        index = ends[:, None] - (length + 1) + np.arange(length + 1 + extra)[None]
+        inside = (index >= lows[:, None]) & (index < highs[:, None])
+        return np.where(inside, index, -1).astype(np.int64)
 
     def _train_epoch(
         self,
@@ -371,47 +379,54 @@ class TimeSASRec(Model):
         seqs_items, seqs_times = self._event_items, self._event_times
         order = torch.randperm(len(windows), generator=shuffle).numpy()
         total, count = 0.0, 0
+        length = self.hyper["max_len"]
+        prefix = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
         for start in range(0, len(order), self.batch_size):
             batch = windows[order[start : start + self.batch_size]]
             pad = batch < 0
-            items = np.where(pad, -1, seqs_items[np.where(pad, 0, batch)])
-            times = np.where(pad, 0.0, seqs_times[np.where(pad, 0, batch)])
-            inputs = torch.from_numpy(items[:, :-1]).to(self.device)
-            targets = torch.from_numpy(items[:, 1:]).to(self.device)
-            in_times = torch.from_numpy(times[:, :-1]).to(self.device)
-            refs = torch.from_numpy(times[:, 1:]).to(self.device)
+            items = torch.from_numpy(np.where(pad, -1, seqs_items[np.where(pad, 0, batch)]))
+            times = torch.from_numpy(np.where(pad, 0.0, seqs_times[np.where(pad, 0, batch)]))
+            items, times = items.to(self.device), times.to(self.device)
+            inputs, in_times = items[:, :length], times[:, :length]
+            refs = times[:, 1 : length + 1]
+            # targets of position p: the next `targets` events (batch x L x targets)
+            targets = items[:, 1:].unfold(1, self.targets, 1)
             # skip padding, and targets the prefix already holds
-            length = inputs.shape[1]
-            seen = (inputs[:, None, :] == targets[:, :, None]) & torch.ones(
-                length, length, dtype=torch.bool, device=self.device
-            ).tril()[None]
-            use = (targets >= 0) & (inputs >= 0) & ~seen.any(2)
-            if not bool(use.any()):
+            seen = (inputs[:, None, None, :] == targets[..., None]) & prefix[None, :, None, :]
+            use = (targets >= 0) & (inputs >= 0)[..., None] & ~seen.any(3)
+            rows = use.any(2)
+            if not bool(rows.any()):
                 continue
             with self._autocast():
-                h = self.net(inputs, in_times, refs)[use]
-                target = targets[use]
-                loss = self._loss(h, target, n_items)
+                h = self.net(inputs, in_times, refs)[rows]
+                loss = self._loss(h, targets[rows], use[rows], n_items)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += float(loss.detach()) * len(target)
-            count += len(target)
+            n = int(use.sum())
+            total += float(loss.detach()) * n
+            count += n
         return total / max(count, 1)
 
-    def _loss(self, h: torch.Tensor, target: torch.Tensor, n_items: int) -> torch.Tensor:
+    def _loss(
+        self, h: torch.Tensor, targets: torch.Tensor, use: torch.Tensor, n_items: int
+    ) -> torch.Tensor:
+        """Mean cross-entropy of the used targets (rows x targets) of hidden states h."""
         assert self.net is not None
+        index = targets.clamp_min(0)
         if n_items <= self.full_softmax_items:
-            return F.cross_entropy(self.net.logits(h).float(), target)
-        # sampled softmax: the target against shared uniform negatives (accidental hits
-        # masked); uniform sampling needs no logQ correction (it is the same for all)
-        negatives = torch.randint(n_items, (self.negatives,), device=h.device)
-        table = self.net.items.weight[1:]
-        positive = (h * table[target]).sum(1, keepdim=True)
-        negative = h @ table[negatives].T
-        negative = negative.masked_fill(negatives[None] == target[:, None], float("-inf"))
-        logits = torch.cat([positive, negative], 1).float()
-        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=h.device))
+            log_p = torch.log_softmax(self.net.logits(h).float(), dim=1).gather(1, index)
+        else:
+            # sampled softmax: each target against shared uniform negatives (accidental
+            # hits masked); uniform sampling needs no logQ correction (it is the same for all)
+            negatives = torch.randint(n_items, (self.negatives,), device=h.device)
+            table = self.net.items.weight[1:]
+            positive = (h[:, None, :] * table[index]).sum(2).float()
+            negative = (h @ table[negatives].T).float()
+            hit = negatives[None, None, :] == index[..., None]
+            rest = negative[:, None, :].expand(-1, index.shape[1], -1).masked_fill(hit, float("-inf"))
+            log_p = positive - torch.logaddexp(positive, torch.logsumexp(rest, 2))
+        return -(log_p * use).sum() / use.sum()
 
     def _validate(
         self, seqs: EventSequences, train_end: np.ndarray, users: np.ndarray, targets: list
@@ -459,6 +474,7 @@ class TimeSASRec(Model):
             self.holdout,
             self.final_epochs,
             self.away_quantile,
+            self.targets,
             n_items,
         )
         digest.update(repr(settings).encode())

@@ -391,6 +391,18 @@ class SASRecConfig(ModelSettings):
         description="sasrec: each position learns the next this many events (1: the next "
         "event, as SASRec)",
     )
+    seq_blend: Literal["none", "ease", "itemknn"] = Field(
+        "none",
+        description="sasrec: blend the sequence model's scores with this item-item model's, "
+        "fitted on the same decayed matrix (decayrec/models/blend.py)",
+    )
+    seq_blend_weight: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="sasrec: the item-item model's share w of the blend: (1 - w) sequence "
+        "+ w item-item, each scaled by the user's best score",
+    )
     seq_batch: int = Field(64, ge=1, description="sasrec: sequences per training step")
     seq_lr: float = Field(1e-3, gt=0, description="sasrec: Adam learning rate")
     seq_full_softmax_items: int = Field(

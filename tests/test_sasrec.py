@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from decayrec.config import DecayrecConfig, SASRecConfig
+from decayrec.config import DecayrecConfig, EaseConfig, SASRecConfig
 from decayrec.lake.matrix import EventSequences, InteractionMatrix
-from decayrec.models import AlignedScorer, TimeSASRec, make_model
+from decayrec.models import EASE, AlignedScorer, TimeSASRec, make_model
+from decayrec.models.blend import Blend
+from decayrec.models.device import last_events, user_rows
 from decayrec.scoring.recommend import recommend
 
 GROUP, WALK = 8, 6
@@ -349,3 +351,48 @@ def test_later_targets_teach_what_comes_after_the_next_event():
         chances[targets] = model.score_users(matrix, users)[users, y].mean().item()
     # y_g never comes right after x_g: only the second target teaches it
     assert chances[2] > 0.15 and chances[1] < 0.05, chances
+
+
+def test_a_blend_is_built_from_the_item_item_models_own_defaults_and_the_decay():
+    config = DecayrecConfig.model_validate(
+        {
+            "model": {"name": "sasrec", "seq_blend": "ease", "seq_blend_weight": 0.3},
+            "decay": {"pair_half_life_days": 7.0},
+        }
+    )
+    model, _ = make_model(config)
+    assert model.blend.weight == 0.3
+    assert model.blend.companion.name == "ease"
+    assert model.blend.companion.l2 == EaseConfig().l2
+    assert model.blend.companion.pair_half_life_days == 7.0
+    assert make_model(DecayrecConfig(model=SASRecConfig()))[0].blend is None
+
+
+def blended(weight: float, matrix) -> TimeSASRec:
+    model = small_model(epochs=3)
+    model.blend = Blend(EASE(l2=1.0), weight)
+    return model.fit(matrix)
+
+
+def test_the_blend_mixes_the_item_item_scores_in_and_survives_save_and_load(tmp_path):
+    matrix, _ = cyclic_walks()
+    users = np.arange(matrix.shape[0])
+    model = blended(0.4, matrix)
+    scores = model.score_users(matrix, users)
+    model.save(tmp_path / "m.pt")
+    assert torch.equal(TimeSASRec.load(tmp_path / "m.pt").score_users(matrix, users), scores)
+    # each part scaled by the user's best: the blend's best is at most 1, and it is not
+    # the sequence model's ranking alone
+    assert float(scores.max()) <= 1.0 + 1e-6
+    alone = model.score_events(*last_events(matrix.sequences, users, 8))
+    assert not torch.equal(scores.argsort(1), alone.argsort(1))
+    # all weight on the item-item model: its ranking of the positively scored items
+    model.blend = Blend(model.blend.companion, 1.0)
+    x, _, _ = user_rows(matrix, matrix.row_pointer(), users, matrix.row_weights, "cpu")
+    ease = model.blend.companion.score(x)
+    full = model.score_users(matrix, users)
+    for u in users[:8]:
+        positive = ease[u] > 0
+        assert torch.equal(
+            full[u][positive].argsort(descending=True), ease[u][positive].argsort(descending=True)
+        )

@@ -62,8 +62,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from decayrec.config import DecayrecConfig, model_section
 from decayrec.lake.matrix import EventSequences, InteractionMatrix
 from decayrec.models.base import Explanation, Input, Model, closest_in_embedding
+from decayrec.models.blend import Blend
 from decayrec.models.device import entry_ranges, last_events
 from decayrec.models.files import (
     ModelFileError,
@@ -237,6 +239,24 @@ class TimeSASRec(Model):
         self.item_ids: np.ndarray | None = None
         self.net: _Network | None = None
         self.history: list[dict[str, float]] = []
+        self.blend: Blend | None = None  # the item-item half of a blend (models/blend.py)
+
+    @classmethod
+    def from_config(
+        cls, config: DecayrecConfig, device: torch.device, checkpoint_dir: Path | None = None
+    ) -> TimeSASRec:
+        """The configured model; with `seq_blend`, its blend with that item-item model,
+        built from that model's own defaults and this run's decay and shared settings."""
+        model = super().from_config(config, device, checkpoint_dir)
+        section = config.model
+        name = getattr(section, "seq_blend", "none")
+        weight = getattr(section, "seq_blend_weight", 0.0)
+        if name != "none" and weight > 0:
+            other = config.model_copy(
+                update={"model": model_section({**section.model_dump(), "name": name})}
+            )
+            model.blend = Blend(Blend.companion_class(name).from_config(other, device), weight)
+        return model
 
     # ---- training -------------------------------------------------------------------
 
@@ -295,6 +315,8 @@ class TimeSASRec(Model):
             state["history"].append({"epoch": state["epoch"] + epoch + 1, "loss": loss})
         self.history = state["history"]
         self.net.eval()
+        if self.blend is not None:
+            self.blend.fit(matrix)
         if self.checkpoint_dir is not None:
             (self.checkpoint_dir / "sasrec.ckpt").unlink(missing_ok=True)
         return self
@@ -424,7 +446,8 @@ class TimeSASRec(Model):
             positive = (h[:, None, :] * table[index]).sum(2).float()
             negative = (h @ table[negatives].T).float()
             hit = negatives[None, None, :] == index[..., None]
-            rest = negative[:, None, :].expand(-1, index.shape[1], -1).masked_fill(hit, float("-inf"))
+            rest = negative[:, None, :].expand(-1, index.shape[1], -1)
+            rest = rest.masked_fill(hit, float("-inf"))
             log_p = positive - torch.logaddexp(positive, torch.logsumexp(rest, 2))
         return -(log_p * use).sum() / use.sum()
 
@@ -536,7 +559,8 @@ class TimeSASRec(Model):
         reference time; users without events get zeros (the popularity fallback)."""
         if matrix.sequences is None:
             raise ValueError("sasrec needs the snapshot's event sequences; it has none")
-        return self.score_events(*last_events(matrix.sequences, users, self.hyper["max_len"]))
+        probs = self.score_events(*last_events(matrix.sequences, users, self.hyper["max_len"]))
+        return probs if self.blend is None else self.blend.mix(probs, matrix, users)
 
     @torch.no_grad()
     def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
@@ -580,6 +604,7 @@ class TimeSASRec(Model):
             "item_ids": [str(i) for i in self.item_ids],
             "state": self.net.state_dict(),
             "history": self.history,
+            "blend": None if self.blend is None else self.blend.state(),
         }
 
     @classmethod
@@ -605,4 +630,6 @@ class TimeSASRec(Model):
         model.net.load_state_dict(weights)  # strict: every name and shape must match
         model.net.eval()
         model.history = list(state["history"])
+        if state.get("blend") is not None:
+            model.blend = Blend.from_state(state["blend"], device)
         return model

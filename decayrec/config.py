@@ -391,6 +391,12 @@ class SASRecConfig(ModelSettings):
         description="sasrec: each position learns the next this many events (1: the next "
         "event, as SASRec)",
     )
+    seq_item_init: Literal["id", "text"] = Field(
+        "id",
+        description="sasrec: start the item embeddings at random (id) or from the items' text "
+        "vectors (text: the packaged sentence-transformer on the item catalogue, as "
+        "content uses it)",
+    )
     seq_blend: Literal["none", "ease", "itemknn"] = Field(
         "none",
         description="sasrec: blend the sequence model's scores with this item-item model's, "

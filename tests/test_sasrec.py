@@ -396,3 +396,32 @@ def test_the_blend_mixes_the_item_item_scores_in_and_survives_save_and_load(tmp_
         assert torch.equal(
             full[u][positive].argsort(descending=True), ease[u][positive].argsort(descending=True)
         )
+
+
+def test_text_init_starts_the_item_embeddings_from_the_text_vectors():
+    matrix, _ = cyclic_walks()
+    n = matrix.shape[1]
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(n, 48)).astype(np.float32)
+    text[3] = text[2]  # items 2 and 3: the same text
+    text[5] = 0.0  # item 5: no text
+    model = small_model(item_init="text", epochs=1, dim=8)
+    model.net = model._new_network(n)
+    random_row = model.net.items.weight[6].detach().clone()
+    model.item_text = text
+    model._init_items_from_text(n)
+    rows = model.net.items.weight.detach()
+    assert torch.equal(rows[3 + 1], rows[2 + 1])
+    assert not torch.equal(rows[6 + 1], random_row)  # drawn from its text now
+    # the random start's spread, and the texts' geometry (the top components kept)
+    assert rows[1:].std().item() == pytest.approx(8**-0.5, rel=0.2)
+    far = int(np.argmax(((text - text[2]) ** 2).sum(1)))
+    near, away = (rows[3 + 1] - rows[2 + 1]).norm(), (rows[far + 1] - rows[2 + 1]).norm()
+    assert near < away
+    assert torch.equal(rows[0], torch.zeros(8))
+
+
+def test_text_init_without_text_vectors_says_what_is_missing():
+    matrix, _ = cyclic_walks()
+    with pytest.raises(ValueError, match="seq_item_init = text needs the items' text vectors"):
+        small_model(item_init="text", epochs=1).fit(matrix)

@@ -188,6 +188,7 @@ class TimeSASRec(Model):
         "away_quantile": "seq_away_quantile",
         "time_bias": "seq_time_bias",
         "targets": "seq_targets",
+        "item_init": "seq_item_init",
     }
 
     def __init__(
@@ -210,6 +211,7 @@ class TimeSASRec(Model):
         away_quantile: float | None = None,
         time_bias: bool = False,
         targets: int = 1,
+        item_init: str = "id",
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_dir: str | Path | None = None,
@@ -229,7 +231,13 @@ class TimeSASRec(Model):
         }
         if targets < 1:
             raise ValueError(f"sasrec: targets must be at least 1, not {targets}")
+        if item_init not in ("id", "text"):
+            raise ValueError(f"sasrec: item_init is 'id' or 'text', not {item_init!r}")
         self.final_epochs, self.away_quantile, self.targets = final_epochs, away_quantile, targets
+        self.item_init = item_init
+        # with item_init 'text': the items' text vectors, rows aligned to the matrix's
+        # columns (zero rows: no text), given by the caller (decayrec.scoring.lists)
+        self.item_text: np.ndarray | None = None
         self.epochs, self.patience, self.batch_size, self.lr = epochs, patience, batch_size, lr
         self.full_softmax_items, self.negatives = full_softmax_items, negatives
         self.eval_users, self.holdout, self.seed = eval_users, holdout, seed
@@ -274,6 +282,8 @@ class TimeSASRec(Model):
         train_end, valid_users, valid_targets = self._split(seqs)
         self.hyper["away_cap"] = self._away_cap(seqs, train_end)
         self.net = self._new_network(n_items)
+        if self.item_init == "text":
+            self._init_items_from_text(n_items)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         shuffle = torch.Generator().manual_seed(self.seed)
         state = {"epoch": 0, "best": -1.0, "best_state": None, "bad": 0, "history": []}
@@ -333,6 +343,33 @@ class TimeSASRec(Model):
             h["dropout"],
             h["time_bias"],
         ).to(self.device)
+
+    def _init_items_from_text(self, n_items: int) -> None:
+        """E's rows from the items' text vectors: their top-dim principal components
+        (exact SVD: deterministic), scaled to the random start's spread; items without
+        text keep the random row."""
+        assert self.net is not None
+        text = self.item_text
+        if text is None or text.shape[0] != n_items:
+            raise ValueError(
+                "sasrec: seq_item_init = text needs the items' text vectors, one per item "
+                "(an item catalogue: content.catalogue, or movies.csv beside a MovieLens "
+                "ratings source)"
+            )
+        vectors = torch.from_numpy(np.asarray(text, dtype=np.float32))
+        has_text = vectors.norm(dim=1) > 0
+        if int(has_text.sum()) < 2:
+            return
+        centred = vectors[has_text] - vectors[has_text].mean(0)
+        q = min(self.hyper["dim"], *centred.shape)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        projected = centred @ vh[:q].T
+        projected = projected / projected.std().clamp_min(1e-12) * self.hyper["dim"] ** -0.5
+        rows = torch.nonzero(has_text).squeeze(1) + 1  # row 0: padding
+        with torch.no_grad():
+            weight = self.net.items.weight
+            weight[rows] = 0.0  # dimensions beyond the texts' q components start at 0
+            weight[rows, :q] = projected.to(weight)
 
     def _split(self, seqs: EventSequences) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Per user the end of the training events, the validation users and their
@@ -498,6 +535,7 @@ class TimeSASRec(Model):
             self.final_epochs,
             self.away_quantile,
             self.targets,
+            self.item_init,
             n_items,
         )
         digest.update(repr(settings).encode())

@@ -14,7 +14,7 @@ import torch
 from decayrec.config import DecayrecConfig
 from decayrec.lake.features import build_snapshot, sequence_length
 from decayrec.lake.matrix import InteractionMatrix, Snapshot, load_snapshot
-from decayrec.models import AlignedScorer, make_model
+from decayrec.models import AlignedScorer, Model, make_model
 from decayrec.models.device import pick_device
 from decayrec.models.record import ModelRecord
 from decayrec.scoring.recommend import Lists, Scorer, configured_lists
@@ -43,6 +43,26 @@ def run_dir(config: DecayrecConfig, run_id: str) -> Path:
     return path
 
 
+def fit_configured(config: DecayrecConfig, model: Model, matrix: InteractionMatrix) -> Model:
+    """Fit `model` on `matrix`, with what the configuration gives it besides the matrix:
+    the items' text vectors for a model that starts from them (sasrec's seq_item_init)."""
+    if getattr(model, "item_init", "id") == "text":
+        from decayrec.content import (
+            ContentError,
+            align_embeddings,
+            item_embeddings,
+            resolve_catalogue,
+        )
+
+        try:
+            content = resolve_catalogue(config)
+        except ContentError as exc:
+            raise ContentError(f"model.seq_item_init = text: {exc}") from None
+        embeddings = item_embeddings(content, config.data_dir)
+        model.item_text = align_embeddings(embeddings, matrix.item_ids)
+    return model.fit(matrix)
+
+
 def fit_model(config: DecayrecConfig, matrix: InteractionMatrix, run_id: str):
     """Fit the configured model and save it as runs/<run_id>/model.pt; returns (model,
     device, run_dir, model_path, fit seconds)."""
@@ -50,7 +70,7 @@ def fit_model(config: DecayrecConfig, matrix: InteractionMatrix, run_id: str):
     # a killed training resumes from its checkpoint when the same data comes back
     model, device = make_model(config, Path(config.data_dir) / "checkpoints")
     started = time.perf_counter()
-    model.fit(matrix)
+    fit_configured(config, model, matrix)
     seconds = time.perf_counter() - started
     model_path = directory / "model.pt"
     model.save(model_path)

@@ -4,8 +4,13 @@ measure, one split further in.
 The split of ../shared/eval (split.py) is applied twice: its training events are split
 again, by the same protocol, into validation-training events and validation truth. The
 real nightly (`decayrec run`, this checkout's code) runs on the validation-training
-events and its table `recommendations_latest` is scored with ../shared/eval/metrics.py.
-Tune here, never on the test split; check the winner once with score_published.py.
+events in a fresh data directory, and the lists its train stage wrote
+(runs/<run_id>/lists.parquet) are scored with ../shared/eval/metrics.py. In a fresh data
+directory they are the lists the run publishes (no champion: the gate promotes them;
+nothing published before: the publish check passes), so the run is stopped there
+(SIGTERM) instead of spending another training on each backtest; `--whole-run` lets it
+finish and scores `recommendations_latest` instead. Tune here, never on the test split;
+check the winner once with score_published.py.
 
 `--blend-weights 0,0.3,...` (a sasrec run with `model.seq_blend` set) also re-scores the
 run's saved model and snapshot with each item-item weight w through the nightly's own
@@ -21,6 +26,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +34,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +67,7 @@ def rescored(work: Path, config_path: Path, weights: list[float]) -> dict[float,
     data = work / "data"
     (meta,) = list((data / "snapshots").glob("*/snapshot.json"))
     matrix = load_snapshot(read_snapshot(meta, data))
-    (path,) = list((data / "models").glob("*/model.pt"))
+    (path,) = list((data / "runs").glob("*/model.pt"))
     model = model_class("sasrec").load(path)
     blend = model.blend
     out = {}
@@ -81,6 +88,8 @@ def main() -> None:
     ap.add_argument("--model", default="ease")
     ap.add_argument("--set", action="append", default=[], metavar="DOTTED=JSON")
     ap.add_argument("--blend-weights", default="")
+    ap.add_argument("--whole-run", action="store_true", help="run every stage, score the table")
+    ap.add_argument("--rescore", metavar="WORKDIR", help="score an earlier run's work directory")
     ap.add_argument("--out", default="/tmp/s15/validation.jsonl")
     a = ap.parse_args()
     sys.path.insert(0, str(EVAL))
@@ -93,7 +102,7 @@ def main() -> None:
     raw = raw_with_ratings(a.dataset)
     key = ["user", "item", "ts"]
     train = raw.merge(split.train[key].drop_duplicates(), on=key)
-    work = Path(tempfile.mkdtemp(prefix=f"validate-{a.dataset}-"))
+    work = Path(a.rescore or tempfile.mkdtemp(prefix=f"validate-{a.dataset}-"))
     events = work / "events.csv"
     train.assign(event_type="rating").rename(
         columns={"user": "user_id", "item": "item_id", "ts": "event_ts", "rating": "value"}
@@ -106,29 +115,48 @@ def main() -> None:
         key, value = s.split("=", 1)
         set_path(cfg, key, value)
     config_path = work / "config.yaml"
-    config_path.write_text(yaml.safe_dump(cfg))
+    if not a.rescore:
+        config_path.write_text(yaml.safe_dump(cfg))
     warehouse = work / "warehouse.duckdb"
     command = [sys.executable, "-m", "decayrec.cli", "run", "--config", str(config_path)]
     command += ["--events", str(events), "--as-of", as_of.isoformat()]
     command += ["--warehouse", f"duckdb:///{warehouse}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    run = subprocess.run(command, capture_output=True, text=True, env=env)
+    log = open(work / ("rescore.log" if a.rescore else "run.log"), "w")
+    lists_file = next((work / "data" / "runs").glob("*/lists.parquet"), None) if a.rescore else None
+    run = (
+        None
+        if a.rescore
+        else subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
+    )
+    while run is not None and run.poll() is None:
+        time.sleep(2)
+        found = list((work / "data" / "runs").glob("*/lists.parquet"))
+        if found and not a.whole_run:
+            time.sleep(2)  # the file is written whole (parquet), then the task ends
+            lists_file = found[0]
+            run.send_signal(signal.SIGTERM)
+            run.wait(timeout=120)
+            break
     run_s = time.perf_counter() - started
-    (work / "run.log").write_text(run.stdout + run.stderr)
-    if run.returncode:
-        sys.exit(f"run failed: {(run.stdout + run.stderr)[-800:]}")
-    con = duckdb.connect(str(warehouse), read_only=True)
-    stages = con.sql(
-        "select stage_seconds from recommendation_runs order by finished_at desc nulls last limit 1"
-    ).fetchall()[0][0]
-    con.close()
+    log.close()
+    if lists_file is None and run is not None and run.returncode:
+        sys.exit(f"run failed: {(work / 'run.log').read_text()[-800:]}")
     n_items = split.info["n_train_items"]
-    results = {"published": evaluate(published(warehouse), split.truth, n_catalog=n_items)}
+    if lists_file is None:
+        recs = published(warehouse)
+    else:
+        table = pq.read_table(lists_file).to_pandas().sort_values(["user_id", "rank"])
+        recs = {
+            int(u): [int(i) for i in g["item_id"]] for u, g in table.groupby("user_id", sort=False)
+        }
+    train_line = [x for x in (work / "run.log").read_text().splitlines() if "trained in" in x]
+    results = {"published": evaluate(recs, split.truth, n_catalog=n_items)}
     if a.blend_weights:
         weights = [float(w) for w in a.blend_weights.split(",")]
-        for w, recs in rescored(work, config_path, weights).items():
-            results[f"w={w:g}"] = evaluate(recs, split.truth, n_catalog=n_items)
+        for w, lists in rescored(work, config_path, weights).items():
+            results[f"w={w:g}"] = evaluate(lists, split.truth, n_catalog=n_items)
     for name, m in results.items():
         res = {
             "split": "validation",
@@ -138,7 +166,7 @@ def main() -> None:
             "ndcg@10": round(m["ndcg@10"], 4),
             "recall@10": round(m["recall@10"], 4),
             "run_s": round(run_s, 1),
-            "stage_seconds": json.loads(stages) if isinstance(stages, str) else stages,
+            "train": train_line[-1].split(" - ")[-1] if train_line else None,
             "load": round(os.getloadavg()[0], 2),
             "workdir": str(work),
         }

@@ -22,7 +22,8 @@ the data (how much an item seen five minutes ago matters against one seen five y
 ago, per head) rather than only the kernel imposed on the matrix.
 
 Scores: s_p(i) = h^L_p . E[i]. Training: next-event prediction at every position with
-cross-entropy over all items, or (catalogues above `full_softmax_items`) a sampled
+cross-entropy over all items (with `targets` n > 1, position p learns each of the next n
+events: the mean of their cross-entropies), or (catalogues above `full_softmax_items`) a sampled
 softmax over `negatives` uniform shared negatives, accidental hits masked; targets the
 prefix already holds are skipped (lists never repeat a seen item). Early stopping: each
 user's last `holdout` events are held out for validation (their new items are the
@@ -39,10 +40,14 @@ transitions are the most telling). `time_bias` off (the default) drops G and B: 
 SASRec, which on MovieLens-small validation scored twice the time-aware variant (its
 timestamps are rating times, not consumption times). With `away_quantile`, the time away
 at scoring is capped at that quantile of the gaps between training events, so scoring
-never asks about absences training never saw.
+never asks about absences training never saw. With `item_init` 'text', E starts from the
+items' text vectors (their top-d principal components, the texts the content module
+embeds) instead of at random (Harte et al., RecSys 2023).
 
 Recommending: softmax over items at the newest position and the reference time;
-probabilities are positive, so the model's rows outrank popularity's fallback. Users
+probabilities are positive, so the model's rows outrank popularity's fallback. With a
+`blend` (decayrec/models/blend.py) they are mixed with an item-item model's scores,
+fitted on the same decayed matrix after the network. Users
 with new events get fresh lists without retraining: the lists only read the events.
 Device-agnostic; bf16 autocast on CUDA, float32 on CPU.
 """

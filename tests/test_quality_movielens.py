@@ -81,7 +81,13 @@ def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake, default
     the full-size model and its blend with EASE are measured by bench/validate_published.py
     and score_published.py (README, Models)."""
     small = SASRecConfig(
-        seq_len=20, seq_history=50, seq_dim=32, seq_batch=16, seq_lr=3e-3, seq_epochs=5, seq_patience=5
+        seq_len=20,
+        seq_history=50,
+        seq_dim=32,
+        seq_batch=16,
+        seq_lr=3e-3,
+        seq_epochs=5,
+        seq_patience=5,
     )
     cfg = ratings_lake.model_copy(update={"model": small})
     result = backtest(cfg, cfg.as_of_time(date(2018, 10, 1)), "user_time")

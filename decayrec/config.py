@@ -391,11 +391,12 @@ class SASRecConfig(ModelSettings):
         description="sasrec: each position learns the next this many events (1: the next "
         "event, as SASRec)",
     )
-    seq_item_init: Literal["id", "text"] = Field(
-        "id",
-        description="sasrec: start the item embeddings at random (id) or from the items' text "
-        "vectors (text: the packaged sentence-transformer on the item catalogue, as "
-        "content uses it)",
+    seq_item_init: Literal["auto", "id", "text"] = Field(
+        "auto",
+        description="sasrec: start the item embeddings from the items' text vectors (text: "
+        "the packaged sentence-transformer on the item catalogue, as content uses it) or "
+        "at random (id); auto: text when there is a catalogue (content.catalogue, or "
+        "movies.csv beside a MovieLens ratings source)",
     )
     seq_blend: Literal["none", "ease", "itemknn"] = Field(
         "none",

@@ -40,9 +40,10 @@ transitions are the most telling). `time_bias` off (the default) drops G and B: 
 SASRec, which on MovieLens-small validation scored twice the time-aware variant (its
 timestamps are rating times, not consumption times). With `away_quantile`, the time away
 at scoring is capped at that quantile of the gaps between training events, so scoring
-never asks about absences training never saw. With `item_init` 'text', E starts from the
-items' text vectors (their top-d principal components, the texts the content module
-embeds) instead of at random (Harte et al., RecSys 2023).
+never asks about absences training never saw. With `item_init` 'text' ('auto': when the
+items have a catalogue), E starts from the items' text vectors (their top-d principal
+components, the texts the content module embeds) instead of at random (Harte et al.,
+RecSys 2023).
 
 Recommending: softmax over items at the newest position and the reference time;
 probabilities are positive, so the model's rows outrank popularity's fallback. With a
@@ -216,7 +217,7 @@ class TimeSASRec(Model):
         away_quantile: float | None = None,
         time_bias: bool = False,
         targets: int = 1,
-        item_init: str = "id",
+        item_init: str = "auto",
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_dir: str | Path | None = None,
@@ -236,12 +237,12 @@ class TimeSASRec(Model):
         }
         if targets < 1:
             raise ValueError(f"sasrec: targets must be at least 1, not {targets}")
-        if item_init not in ("id", "text"):
-            raise ValueError(f"sasrec: item_init is 'id' or 'text', not {item_init!r}")
+        if item_init not in ("auto", "id", "text"):
+            raise ValueError(f"sasrec: item_init is 'auto', 'id' or 'text', not {item_init!r}")
         self.final_epochs, self.away_quantile, self.targets = final_epochs, away_quantile, targets
         self.item_init = item_init
-        # with item_init 'text': the items' text vectors, rows aligned to the matrix's
-        # columns (zero rows: no text), given by the caller (decayrec.scoring.lists)
+        # the items' text vectors, rows aligned to the matrix's columns (zero rows: no
+        # text), given by the caller (decayrec.scoring.lists) when there is a catalogue
         self.item_text: np.ndarray | None = None
         self.epochs, self.patience, self.batch_size, self.lr = epochs, patience, batch_size, lr
         self.full_softmax_items, self.negatives = full_softmax_items, negatives
@@ -287,7 +288,7 @@ class TimeSASRec(Model):
         train_end, valid_users, valid_targets = self._split(seqs)
         self.hyper["away_cap"] = self._away_cap(seqs, train_end)
         self.net = self._new_network(n_items)
-        if self.item_init == "text":
+        if self.item_init == "text" or (self.item_init == "auto" and self.item_text is not None):
             self._init_items_from_text(n_items)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         shuffle = torch.Generator().manual_seed(self.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from decayrec.models import AlignedScorer, Model, make_model
 from decayrec.models.device import pick_device
 from decayrec.models.record import ModelRecord
 from decayrec.scoring.recommend import Lists, Scorer, configured_lists
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,8 +48,10 @@ def run_dir(config: DecayrecConfig, run_id: str) -> Path:
 
 def fit_configured(config: DecayrecConfig, model: Model, matrix: InteractionMatrix) -> Model:
     """Fit `model` on `matrix`, with what the configuration gives it besides the matrix:
-    the items' text vectors for a model that starts from them (sasrec's seq_item_init)."""
-    if getattr(model, "item_init", "id") == "text":
+    the items' text vectors for a model that starts from them (sasrec's seq_item_init:
+    'text', or 'auto' when the items have a catalogue)."""
+    init = getattr(model, "item_init", "id")
+    if init != "id":
         from decayrec.content import (
             ContentError,
             align_embeddings,
@@ -57,9 +62,20 @@ def fit_configured(config: DecayrecConfig, model: Model, matrix: InteractionMatr
         try:
             content = resolve_catalogue(config)
         except ContentError as exc:
-            raise ContentError(f"model.seq_item_init = text: {exc}") from None
-        embeddings = item_embeddings(content, config.data_dir)
-        model.item_text = align_embeddings(embeddings, matrix.item_ids)
+            if init == "text":
+                raise ContentError(f"model.seq_item_init = text: {exc}") from None
+            content = None
+        if content is not None:
+            embeddings = item_embeddings(content, config.data_dir)
+            model.item_text = align_embeddings(embeddings, matrix.item_ids)
+        known = 0 if content is None else int((model.item_text != 0).any(1).sum())
+        log.info(
+            "%s: item embeddings start %s",
+            model.name,
+            f"from the text of {known} of {matrix.shape[1]} items ({content.catalogue})"
+            if known
+            else "at random (no item catalogue: content.catalogue)",
+        )
     return model.fit(matrix)
 
 

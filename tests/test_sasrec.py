@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from decayrec.config import DecayrecConfig, EaseConfig, SASRecConfig
+from decayrec.content import ContentError
 from decayrec.lake.matrix import EventSequences, InteractionMatrix
 from decayrec.models import EASE, AlignedScorer, TimeSASRec, make_model
 from decayrec.models.blend import Blend
 from decayrec.models.device import last_events, user_rows
+from decayrec.scoring.lists import fit_configured
 from decayrec.scoring.recommend import recommend
 
 GROUP, WALK = 8, 6
@@ -425,3 +427,27 @@ def test_text_init_without_text_vectors_says_what_is_missing():
     matrix, _ = cyclic_walks()
     with pytest.raises(ValueError, match="seq_item_init = text needs the items' text vectors"):
         small_model(item_init="text", epochs=1).fit(matrix)
+
+
+def test_auto_init_starts_from_the_catalogues_texts_when_there_is_one(tmp_path):
+    matrix, _ = cyclic_walks()
+    catalogue = tmp_path / "items.csv"
+    titles = [f"i{i},{'Comedy' if i < GROUP else 'Horror'} film number {i}" for i in range(16)]
+    catalogue.write_text("item_id,title\n" + "\n".join(titles) + "\n")
+    section = SASRecConfig(seq_epochs=1, seq_dim=8, seq_heads=2, seq_len=8)
+    without = DecayrecConfig(model=section, data_dir=tmp_path / "a")
+    model = fit_configured(without, make_model(without)[0], matrix)
+    assert model.item_text is None
+    with_texts = DecayrecConfig.model_validate(
+        {
+            "model": dict(section),
+            "content": {"catalogue": str(catalogue)},
+            "data_dir": str(tmp_path),
+        }
+    )
+    model = fit_configured(with_texts, make_model(with_texts)[0], matrix)
+    assert model.item_text.shape == (16, 384)
+    assert (np.abs(model.item_text).sum(1) > 0).all()
+    strict = DecayrecConfig(model=section.model_copy(update={"seq_item_init": "text"}))
+    with pytest.raises(ContentError, match="model.seq_item_init = text: "):
+        fit_configured(strict, make_model(strict)[0], matrix)

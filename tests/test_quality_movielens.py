@@ -88,6 +88,7 @@ def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake, default
         seq_lr=3e-3,
         seq_epochs=5,
         seq_patience=5,
+        seq_blend="none",
     )
     cfg = ratings_lake.model_copy(update={"model": small})
     result = backtest(cfg, cfg.as_of_time(date(2018, 10, 1)), "user_time")

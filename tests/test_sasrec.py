@@ -367,7 +367,7 @@ def test_a_blend_is_built_from_the_item_item_models_own_defaults_and_the_decay()
     assert model.blend.companion.name == "ease"
     assert model.blend.companion.l2 == EaseConfig().l2
     assert model.blend.companion.pair_half_life_days == 7.0
-    assert make_model(DecayrecConfig(model=SASRecConfig()))[0].blend is None
+    assert make_model(DecayrecConfig(model=SASRecConfig(seq_blend="none")))[0].blend is None
 
 
 def blended(weight: float, matrix) -> TimeSASRec:
@@ -434,7 +434,7 @@ def test_auto_init_starts_from_the_catalogues_texts_when_there_is_one(tmp_path):
     catalogue = tmp_path / "items.csv"
     titles = [f"i{i},{'Comedy' if i < GROUP else 'Horror'} film number {i}" for i in range(16)]
     catalogue.write_text("item_id,title\n" + "\n".join(titles) + "\n")
-    section = SASRecConfig(seq_epochs=1, seq_dim=8, seq_heads=2, seq_len=8)
+    section = SASRecConfig(seq_epochs=1, seq_dim=8, seq_heads=2, seq_len=8, seq_blend="none")
     without = DecayrecConfig(model=section, data_dir=tmp_path / "a")
     model = fit_configured(without, make_model(without)[0], matrix)
     assert model.item_text is None

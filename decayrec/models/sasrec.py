@@ -195,6 +195,8 @@ class TimeSASRec(Model):
         "time_bias": "seq_time_bias",
         "targets": "seq_targets",
         "item_init": "seq_item_init",
+        "blend_with": "seq_blend",
+        "blend_weight": "seq_blend_weight",
     }
 
     def __init__(
@@ -218,6 +220,8 @@ class TimeSASRec(Model):
         time_bias: bool = False,
         targets: int = 1,
         item_init: str = "auto",
+        blend_with: str = "none",
+        blend_weight: float = 0.65,
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_dir: str | Path | None = None,
@@ -241,6 +245,7 @@ class TimeSASRec(Model):
             raise ValueError(f"sasrec: item_init is 'auto', 'id' or 'text', not {item_init!r}")
         self.final_epochs, self.away_quantile, self.targets = final_epochs, away_quantile, targets
         self.item_init = item_init
+        self.blend_with, self.blend_weight = blend_with, blend_weight
         # the items' text vectors, rows aligned to the matrix's columns (zero rows: no
         # text), given by the caller (decayrec.scoring.lists) when there is a catalogue
         self.item_text: np.ndarray | None = None
@@ -262,14 +267,11 @@ class TimeSASRec(Model):
         """The configured model; with `seq_blend`, its blend with that item-item model,
         built from that model's own defaults and this run's decay and shared settings."""
         model = super().from_config(config, device, checkpoint_dir)
-        section = config.model
-        name = getattr(section, "seq_blend", "none")
-        weight = getattr(section, "seq_blend_weight", 0.0)
-        if name != "none" and weight > 0:
-            other = config.model_copy(
-                update={"model": model_section({**section.model_dump(), "name": name})}
-            )
-            model.blend = Blend(Blend.companion_class(name).from_config(other, device), weight)
+        if model.blend_with != "none":
+            section = {**config.model.model_dump(), "name": model.blend_with}
+            other = config.model_copy(update={"model": model_section(section)})
+            companion = Blend.companion_class(model.blend_with).from_config(other, device)
+            model.blend = Blend(companion, model.blend_weight)
         return model
 
     # ---- training -------------------------------------------------------------------

@@ -61,10 +61,12 @@ def fit_configured(config: DecayrecConfig, model: Model, matrix: InteractionMatr
 
         try:
             content = resolve_catalogue(config)
+            if not Path(str(content.catalogue)).is_file():
+                raise ContentError(f"item catalogue file {content.catalogue} does not exist")
         except ContentError as exc:
             if init == "text":
                 raise ContentError(f"model.seq_item_init = text: {exc}") from None
-            content = None
+            content = None  # auto: no catalogue, a random start
         if content is not None:
             embeddings = item_embeddings(content, config.data_dir)
             model.item_text = align_embeddings(embeddings, matrix.item_ids)

@@ -38,7 +38,7 @@ from decayrec.evaluation.metrics import ndcg_line, ranking_metrics
 from decayrec.lake.features import compute_features, prepare_decay_tables
 from decayrec.lake.session import LakeBuild, LakeSession
 from decayrec.models import make_model
-from decayrec.scoring.lists import score_lists
+from decayrec.scoring.lists import fit_configured, score_lists
 from decayrec.sqlfiles import sql
 
 SPLITS = ("test", "validation")
@@ -187,7 +187,7 @@ def _backtest(
     k = max(config.evaluation.ks)
     started = time.perf_counter()
     model, device = make_model(config)
-    model.fit(matrix)
+    fit_configured(config, model, matrix)
     result["train_seconds"] = round(time.perf_counter() - started, 3)
     for name, scorer in (("model", model), ("popularity", None)):
         lists, _, _ = score_lists(config, scorer, matrix, device, k, users, explain=False)

@@ -22,7 +22,8 @@ the data (how much an item seen five minutes ago matters against one seen five y
 ago, per head) rather than only the kernel imposed on the matrix.
 
 Scores: s_p(i) = h^L_p . E[i]. Training: next-event prediction at every position with
-cross-entropy over all items, or (catalogues above `full_softmax_items`) a sampled
+cross-entropy over all items (with `targets` n > 1, position p learns each of the next n
+events: the mean of their cross-entropies), or (catalogues above `full_softmax_items`) a sampled
 softmax over `negatives` uniform shared negatives, accidental hits masked; targets the
 prefix already holds are skipped (lists never repeat a seen item). Early stopping: each
 user's last `holdout` events are held out for validation (their new items are the
@@ -31,8 +32,23 @@ improved for `patience` epochs and keeps the best epoch's weights. With a
 `checkpoint_dir` every epoch is checkpointed (weights, optimiser, random states), so a
 killed training resumes where it stopped and ends with the same weights.
 
+Every epoch cuts each user's training events into windows of L + 1 afresh: the newest
+window, then stride-L windows shifted by a random 0..L-1 events, so every event is a
+target every epoch in ever other contexts. `final_epochs` more epochs after the best
+validation epoch train on every event, the held-out ones included (the newest
+transitions are the most telling). `time_bias` off (the default) drops G and B: plain
+SASRec, which on MovieLens-small validation scored twice the time-aware variant (its
+timestamps are rating times, not consumption times). With `away_quantile`, the time away
+at scoring is capped at that quantile of the gaps between training events, so scoring
+never asks about absences training never saw. With `item_init` 'text' ('auto': when the
+items have a catalogue), E starts from the items' text vectors (their top-d principal
+components, the texts the content module embeds) instead of at random (Harte et al.,
+RecSys 2023).
+
 Recommending: softmax over items at the newest position and the reference time;
-probabilities are positive, so the model's rows outrank popularity's fallback. Users
+probabilities are positive, so the model's rows outrank popularity's fallback. With a
+`blend` (decayrec/models/blend.py) they are mixed with an item-item model's scores,
+fitted on the same decayed matrix after the network. Users
 with new events get fresh lists without retraining: the lists only read the events.
 Device-agnostic; bf16 autocast on CUDA, float32 on CPU.
 """
@@ -52,8 +68,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from decayrec.config import DecayrecConfig, model_section
 from decayrec.lake.matrix import EventSequences, InteractionMatrix
 from decayrec.models.base import Explanation, Input, Model, closest_in_embedding
+from decayrec.models.blend import Blend
 from decayrec.models.device import entry_ranges, last_events
 from decayrec.models.files import (
     ModelFileError,
@@ -113,9 +131,10 @@ class _Network(nn.Module):
         length: int,
         buckets: int,
         dropout: float,
+        timed: bool = True,
     ) -> None:
         super().__init__()
-        self.dim, self.heads, self.buckets = dim, heads, buckets
+        self.dim, self.heads, self.buckets, self.timed = dim, heads, buckets, timed
         self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)  # row 0: padding
         self.positions = nn.Embedding(length, dim)
         self.away = nn.Embedding(buckets, dim)
@@ -135,9 +154,13 @@ class _Network(nn.Module):
         pad = items < 0
         recency = torch.arange(length - 1, -1, -1, device=items.device)
         h = self.items(items + 1) * math.sqrt(self.dim) + self.positions(recency)[None]
-        h = self.drop(h + self.away(log_time_bucket(refs - times, self.buckets)))
-        dt = refs[:, :, None] - times[:, None, :]  # query p, key j
-        bias = self.time_bias(log_time_bucket(dt, self.buckets)).permute(0, 3, 1, 2)
+        if self.timed:
+            h = h + self.away(log_time_bucket(refs - times, self.buckets))
+            dt = refs[:, :, None] - times[:, None, :]  # query p, key j
+            bias = self.time_bias(log_time_bucket(dt, self.buckets)).permute(0, 3, 1, 2)
+        else:  # the ablation: order only, as SASRec
+            bias = h.new_zeros(b, self.heads, length, length)
+        h = self.drop(h)
         causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
         allowed = causal[None] & ~pad[:, None, :]
         allowed = allowed | torch.eye(length, dtype=torch.bool, device=items.device)[None]
@@ -167,6 +190,13 @@ class TimeSASRec(Model):
         "lr": "seq_lr",
         "full_softmax_items": "seq_full_softmax_items",
         "negatives": "seq_negatives",
+        "final_epochs": "seq_final_epochs",
+        "away_quantile": "seq_away_quantile",
+        "time_bias": "seq_time_bias",
+        "targets": "seq_targets",
+        "item_init": "seq_item_init",
+        "blend_with": "seq_blend",
+        "blend_weight": "seq_blend_weight",
     }
 
     def __init__(
@@ -185,6 +215,13 @@ class TimeSASRec(Model):
         time_buckets: int = 24,
         eval_users: int = 5000,
         holdout: int = 1,
+        final_epochs: int = 0,
+        away_quantile: float | None = None,
+        time_bias: bool = False,
+        targets: int = 1,
+        item_init: str = "auto",
+        blend_with: str = "none",
+        blend_weight: float = 0.65,
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_dir: str | Path | None = None,
@@ -199,7 +236,19 @@ class TimeSASRec(Model):
             "max_len": max_len,
             "dropout": dropout,
             "time_buckets": time_buckets,
+            "time_bias": time_bias,
+            "away_cap": None,  # seconds; set by fit from away_quantile
         }
+        if targets < 1:
+            raise ValueError(f"sasrec: targets must be at least 1, not {targets}")
+        if item_init not in ("auto", "id", "text"):
+            raise ValueError(f"sasrec: item_init is 'auto', 'id' or 'text', not {item_init!r}")
+        self.final_epochs, self.away_quantile, self.targets = final_epochs, away_quantile, targets
+        self.item_init = item_init
+        self.blend_with, self.blend_weight = blend_with, blend_weight
+        # the items' text vectors, rows aligned to the matrix's columns (zero rows: no
+        # text), given by the caller (decayrec.scoring.lists) when there is a catalogue
+        self.item_text: np.ndarray | None = None
         self.epochs, self.patience, self.batch_size, self.lr = epochs, patience, batch_size, lr
         self.full_softmax_items, self.negatives = full_softmax_items, negatives
         self.eval_users, self.holdout, self.seed = eval_users, holdout, seed
@@ -209,6 +258,21 @@ class TimeSASRec(Model):
         self.item_ids: np.ndarray | None = None
         self.net: _Network | None = None
         self.history: list[dict[str, float]] = []
+        self.blend: Blend | None = None  # the item-item half of a blend (models/blend.py)
+
+    @classmethod
+    def from_config(
+        cls, config: DecayrecConfig, device: torch.device, checkpoint_dir: Path | None = None
+    ) -> TimeSASRec:
+        """The configured model; with `seq_blend`, its blend with that item-item model,
+        built from that model's own defaults and this run's decay and shared settings."""
+        model = super().from_config(config, device, checkpoint_dir)
+        if model.blend_with != "none":
+            section = {**config.model.model_dump(), "name": model.blend_with}
+            other = config.model_copy(update={"model": model_section(section)})
+            companion = Blend.companion_class(model.blend_with).from_config(other, device)
+            model.blend = Blend(companion, model.blend_weight)
+        return model
 
     # ---- training -------------------------------------------------------------------
 
@@ -224,8 +288,10 @@ class TimeSASRec(Model):
         self.item_ids = matrix.item_ids
         self._event_items, self._event_times = seqs.items, seqs.times
         train_end, valid_users, valid_targets = self._split(seqs)
-        windows = self._windows(seqs, train_end)
+        self.hyper["away_cap"] = self._away_cap(seqs, train_end)
         self.net = self._new_network(n_items)
+        if self.item_init == "text" or (self.item_init == "auto" and self.item_text is not None):
+            self._init_items_from_text(n_items)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         shuffle = torch.Generator().manual_seed(self.seed)
         state = {"epoch": 0, "best": -1.0, "best_state": None, "bad": 0, "history": []}
@@ -238,6 +304,7 @@ class TimeSASRec(Model):
             "sasrec epoch", self.epochs, log, unit="epoch", done=state["epoch"], bound=True
         ) as progress:
             while state["epoch"] < self.epochs and state["bad"] < self.patience:
+                windows = self._windows(seqs, train_end, shuffle)
                 loss = self._train_epoch(windows, n_items, optimiser, shuffle)
                 score = self._validate(seqs, train_end, valid_users, valid_targets)
                 state["epoch"] += 1
@@ -257,8 +324,17 @@ class TimeSASRec(Model):
                     self.on_epoch_end(state["epoch"], score)
         if state["best_state"] is not None:
             self.net.load_state_dict(state["best_state"])
+        # then the held-out events too: the newest transitions are the most telling
+        for epoch in range(self.final_epochs if len(valid_users) else 0):
+            loss = self._train_epoch(
+                self._windows(seqs, seqs.ptr[1:], shuffle), n_items, optimiser, shuffle
+            )
+            log.info("sasrec final epoch %d on every event: loss %.4f", epoch + 1, loss)
+            state["history"].append({"epoch": state["epoch"] + epoch + 1, "loss": loss})
         self.history = state["history"]
         self.net.eval()
+        if self.blend is not None:
+            self.blend.fit(matrix)
         if self.checkpoint_dir is not None:
             (self.checkpoint_dir / "sasrec.ckpt").unlink(missing_ok=True)
         return self
@@ -273,7 +349,35 @@ class TimeSASRec(Model):
             h["max_len"],
             h["time_buckets"],
             h["dropout"],
+            h["time_bias"],
         ).to(self.device)
+
+    def _init_items_from_text(self, n_items: int) -> None:
+        """E's rows from the items' text vectors: their top-dim principal components
+        (exact SVD: deterministic), scaled to the random start's spread; items without
+        text keep the random row."""
+        assert self.net is not None
+        text = self.item_text
+        if text is None or text.shape[0] != n_items:
+            raise ValueError(
+                "sasrec: seq_item_init = text needs the items' text vectors, one per item "
+                "(an item catalogue: content.catalogue, or movies.csv beside a MovieLens "
+                "ratings source)"
+            )
+        vectors = torch.from_numpy(np.asarray(text, dtype=np.float32))
+        has_text = vectors.norm(dim=1) > 0
+        if int(has_text.sum()) < 2:
+            return
+        centred = vectors[has_text] - vectors[has_text].mean(0)
+        q = min(self.hyper["dim"], *centred.shape)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        projected = centred @ vh[:q].T
+        projected = projected / projected.std().clamp_min(1e-12) * self.hyper["dim"] ** -0.5
+        rows = torch.nonzero(has_text).squeeze(1) + 1  # row 0: padding
+        with torch.no_grad():
+            weight = self.net.items.weight
+            weight[rows] = 0.0  # dimensions beyond the texts' q components start at 0
+            weight[rows, :q] = projected.to(weight)
 
     def _split(self, seqs: EventSequences) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Per user the end of the training events, the validation users and their
@@ -293,20 +397,42 @@ class TimeSASRec(Model):
                 train_end[user] = cut
         return train_end, np.array(users, dtype=np.int64), targets
 
-    def _windows(self, seqs: EventSequences, train_end: np.ndarray) -> np.ndarray:
-        """Event indices of training windows (n x (L + 1), -1 = padding): each user's
-        training events cut from the newest back into windows of L + 1 (stride L)."""
-        length = self.hyper["max_len"]
-        rows = []
-        for user, end in enumerate(train_end.tolist()):
-            start = int(seqs.ptr[user])
-            while end - start >= 2:
-                first = max(start, end - length - 1)
-                window = np.full(length + 1, -1, dtype=np.int64)
-                window[length + 1 - (end - first) :] = np.arange(first, end)
-                rows.append(window)
-                end -= length
-        return np.stack(rows) if rows else np.zeros((0, length + 1), dtype=np.int64)
+    def _away_cap(self, seqs: EventSequences, train_end: np.ndarray) -> float | None:
+        """The `away_quantile` quantile of the gaps between a user's consecutive
+        training events (seconds): scoring never asks about a longer absence than
+        training saw often (None: no cap)."""
+        if self.away_quantile is None:
+            return None
+        index = np.arange(len(seqs.times) - 1)
+        user = np.searchsorted(seqs.ptr, index, side="right") - 1
+        within = index + 1 < train_end[user]
+        gaps = np.diff(seqs.times)[within]
+        return float(np.quantile(gaps, self.away_quantile)) if len(gaps) else None
+
+    def _windows(
+        self, seqs: EventSequences, train_end: np.ndarray, rng: torch.Generator
+    ) -> np.ndarray:
+        """Event indices of one epoch's training windows (n x (L + targets), -1 =
+        padding): per user the window whose inputs end just before their newest training
+        event, then windows of L + 1 with stride L starting a random 0..L-1 events later
+        than a cut from the newest would (fresh each epoch): every event is a target
+        every epoch, in ever other contexts. Each window runs on by `targets` - 1 events
+        (the later targets of its last positions), padded past the user's training end."""
+        length, extra = self.hyper["max_len"], self.targets - 1
+        starts = seqs.ptr[:-1]
+        offsets = torch.randint(length, (len(starts),), generator=rng).numpy()
+        # windows after the first end at train_end + offset - k L, k >= 1, while >= 2 events
+        more = np.maximum((train_end - starts + offsets - 2) // length, 0)
+        more = np.where(train_end - starts >= 2, more, 0)
+        first = np.nonzero(train_end - starts >= 2)[0]
+        user = np.repeat(np.arange(len(starts)), more)
+        k = np.arange(len(user)) - np.repeat(np.cumsum(more) - more, more) + 1
+        ends = np.concatenate([train_end[first], (train_end + offsets)[user] - k * length])
+        lows = np.concatenate([starts[first], starts[user]])
+        highs = np.concatenate([train_end[first], train_end[user]])
+        index = ends[:, None] - (length + 1) + np.arange(length + 1 + extra)[None]
+        inside = (index >= lows[:, None]) & (index < highs[:, None])
+        return np.where(inside, index, -1).astype(np.int64)
 
     def _train_epoch(
         self,
@@ -320,47 +446,55 @@ class TimeSASRec(Model):
         seqs_items, seqs_times = self._event_items, self._event_times
         order = torch.randperm(len(windows), generator=shuffle).numpy()
         total, count = 0.0, 0
+        length = self.hyper["max_len"]
+        prefix = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
         for start in range(0, len(order), self.batch_size):
             batch = windows[order[start : start + self.batch_size]]
             pad = batch < 0
-            items = np.where(pad, -1, seqs_items[np.where(pad, 0, batch)])
-            times = np.where(pad, 0.0, seqs_times[np.where(pad, 0, batch)])
-            inputs = torch.from_numpy(items[:, :-1]).to(self.device)
-            targets = torch.from_numpy(items[:, 1:]).to(self.device)
-            in_times = torch.from_numpy(times[:, :-1]).to(self.device)
-            refs = torch.from_numpy(times[:, 1:]).to(self.device)
+            items = torch.from_numpy(np.where(pad, -1, seqs_items[np.where(pad, 0, batch)]))
+            times = torch.from_numpy(np.where(pad, 0.0, seqs_times[np.where(pad, 0, batch)]))
+            items, times = items.to(self.device), times.to(self.device)
+            inputs, in_times = items[:, :length], times[:, :length]
+            refs = times[:, 1 : length + 1]
+            # targets of position p: the next `targets` events (batch x L x targets)
+            targets = items[:, 1:].unfold(1, self.targets, 1)
             # skip padding, and targets the prefix already holds
-            length = inputs.shape[1]
-            seen = (inputs[:, None, :] == targets[:, :, None]) & torch.ones(
-                length, length, dtype=torch.bool, device=self.device
-            ).tril()[None]
-            use = (targets >= 0) & (inputs >= 0) & ~seen.any(2)
-            if not bool(use.any()):
+            seen = (inputs[:, None, None, :] == targets[..., None]) & prefix[None, :, None, :]
+            use = (targets >= 0) & (inputs >= 0)[..., None] & ~seen.any(3)
+            rows = use.any(2)
+            if not bool(rows.any()):
                 continue
             with self._autocast():
-                h = self.net(inputs, in_times, refs)[use]
-                target = targets[use]
-                loss = self._loss(h, target, n_items)
+                h = self.net(inputs, in_times, refs)[rows]
+                loss = self._loss(h, targets[rows], use[rows], n_items)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += float(loss.detach()) * len(target)
-            count += len(target)
+            n = int(use.sum())
+            total += float(loss.detach()) * n
+            count += n
         return total / max(count, 1)
 
-    def _loss(self, h: torch.Tensor, target: torch.Tensor, n_items: int) -> torch.Tensor:
+    def _loss(
+        self, h: torch.Tensor, targets: torch.Tensor, use: torch.Tensor, n_items: int
+    ) -> torch.Tensor:
+        """Mean cross-entropy of the used targets (rows x targets) of hidden states h."""
         assert self.net is not None
+        index = targets.clamp_min(0)
         if n_items <= self.full_softmax_items:
-            return F.cross_entropy(self.net.logits(h).float(), target)
-        # sampled softmax: the target against shared uniform negatives (accidental hits
-        # masked); uniform sampling needs no logQ correction (it is the same for all)
-        negatives = torch.randint(n_items, (self.negatives,), device=h.device)
-        table = self.net.items.weight[1:]
-        positive = (h * table[target]).sum(1, keepdim=True)
-        negative = h @ table[negatives].T
-        negative = negative.masked_fill(negatives[None] == target[:, None], float("-inf"))
-        logits = torch.cat([positive, negative], 1).float()
-        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=h.device))
+            log_p = torch.log_softmax(self.net.logits(h).float(), dim=1).gather(1, index)
+        else:
+            # sampled softmax: each target against shared uniform negatives (accidental
+            # hits masked); uniform sampling needs no logQ correction (it is the same for all)
+            negatives = torch.randint(n_items, (self.negatives,), device=h.device)
+            table = self.net.items.weight[1:]
+            positive = (h[:, None, :] * table[index]).sum(2).float()
+            negative = (h @ table[negatives].T).float()
+            hit = negatives[None, None, :] == index[..., None]
+            rest = negative[:, None, :].expand(-1, index.shape[1], -1)
+            rest = rest.masked_fill(hit, float("-inf"))
+            log_p = positive - torch.logaddexp(positive, torch.logsumexp(rest, 2))
+        return -(log_p * use).sum() / use.sum()
 
     def _validate(
         self, seqs: EventSequences, train_end: np.ndarray, users: np.ndarray, targets: list
@@ -406,6 +540,10 @@ class TimeSASRec(Model):
             self.lr,
             self.seed,
             self.holdout,
+            self.final_epochs,
+            self.away_quantile,
+            self.targets,
+            self.item_init,
             n_items,
         )
         digest.update(repr(settings).encode())
@@ -467,7 +605,8 @@ class TimeSASRec(Model):
         reference time; users without events get zeros (the popularity fallback)."""
         if matrix.sequences is None:
             raise ValueError("sasrec needs the snapshot's event sequences; it has none")
-        return self.score_events(*last_events(matrix.sequences, users, self.hyper["max_len"]))
+        probs = self.score_events(*last_events(matrix.sequences, users, self.hyper["max_len"]))
+        return probs if self.blend is None else self.blend.mix(probs, matrix, users)
 
     @torch.no_grad()
     def explain(self, x: torch.Tensor, items: torch.Tensor, top: int = 3) -> Explanation:
@@ -487,6 +626,8 @@ class TimeSASRec(Model):
         ref_t = torch.from_numpy(np.asarray(refs, dtype=np.float64)).to(self.device)
         # every position's reference time is the next event's time; the newest's is the
         # user's reference time (as in training)
+        if self.hyper.get("away_cap") is not None:  # no absence longer than training saw
+            ref_t = torch.minimum(ref_t, time_t.max(1).values + self.hyper["away_cap"])
         next_times = torch.cat([time_t[:, 1:], ref_t[:, None]], 1)
         with self._autocast():
             h = self.net(item_t, time_t, next_times)[:, -1]
@@ -509,6 +650,7 @@ class TimeSASRec(Model):
             "item_ids": [str(i) for i in self.item_ids],
             "state": self.net.state_dict(),
             "history": self.history,
+            "blend": None if self.blend is None else self.blend.state(),
         }
 
     @classmethod
@@ -521,8 +663,10 @@ class TimeSASRec(Model):
             max_len=int(h["max_len"]),
             dropout=float(h["dropout"]),
             time_buckets=int(h["time_buckets"]),
+            time_bias=bool(h.get("time_bias", True)),
             device=device,
         )
+        model.hyper["away_cap"] = h.get("away_cap")
         model.item_ids = saved_item_ids(state)
         model.net = model._new_network(len(model.item_ids))
         weights = state["state"]
@@ -532,4 +676,6 @@ class TimeSASRec(Model):
         model.net.load_state_dict(weights)  # strict: every name and shape must match
         model.net.eval()
         model.history = list(state["history"])
+        if state.get("blend") is not None:
+            model.blend = Blend.from_state(state["blend"], device)
         return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +19,12 @@ import torch
 from decayrec.config import DecayrecConfig
 from decayrec.lake.features import build_snapshot, sequence_length
 from decayrec.lake.matrix import InteractionMatrix, Snapshot, load_snapshot
-from decayrec.models import AlignedScorer, make_model
+from decayrec.models import AlignedScorer, Model, make_model
 from decayrec.models.device import pick_device
 from decayrec.models.record import ModelRecord
 from decayrec.scoring.recommend import SOURCE_FALLBACK, Lists, Scorer, configured_lists
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +67,41 @@ def run_dir(config: DecayrecConfig, run_id: str) -> Path:
     return path
 
 
+def fit_configured(config: DecayrecConfig, model: Model, matrix: InteractionMatrix) -> Model:
+    """Fit `model` on `matrix`, with what the configuration gives it besides the matrix:
+    the items' text vectors for a model that starts from them (sasrec's seq_item_init:
+    'text', or 'auto' when the items have a catalogue)."""
+    init = getattr(model, "item_init", "id")
+    if init != "id":
+        from decayrec.content import (
+            ContentError,
+            align_embeddings,
+            item_embeddings,
+            resolve_catalogue,
+        )
+
+        try:
+            content = resolve_catalogue(config)
+            if not Path(str(content.catalogue)).is_file():
+                raise ContentError(f"item catalogue file {content.catalogue} does not exist")
+        except ContentError as exc:
+            if init == "text":
+                raise ContentError(f"model.seq_item_init = text: {exc}") from None
+            content = None  # auto: no catalogue, a random start
+        if content is not None:
+            embeddings = item_embeddings(content, config.data_dir)
+            model.item_text = align_embeddings(embeddings, matrix.item_ids)
+        known = 0 if content is None else int((model.item_text != 0).any(1).sum())
+        log.info(
+            "%s: item embeddings start %s",
+            model.name,
+            f"from the text of {known} of {matrix.shape[1]} items ({content.catalogue})"
+            if known
+            else "at random (no item catalogue: content.catalogue)",
+        )
+    return model.fit(matrix)
+
+
 def fit_model(config: DecayrecConfig, matrix: InteractionMatrix, run_id: str):
     """Fit the configured model and save it as runs/<run_id>/model.pt; returns (model,
     device, run_dir, model_path, fit seconds)."""
@@ -71,7 +109,7 @@ def fit_model(config: DecayrecConfig, matrix: InteractionMatrix, run_id: str):
     # a killed training resumes from its checkpoint when the same data comes back
     model, device = make_model(config, Path(config.data_dir) / "checkpoints")
     started = time.perf_counter()
-    model.fit(matrix)
+    fit_configured(config, model, matrix)
     seconds = time.perf_counter() - started
     model_path = directory / "model.pt"
     model.save(model_path)

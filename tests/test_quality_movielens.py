@@ -75,19 +75,19 @@ def test_ials_and_itemknn_hold_their_measured_quality(ratings_lake, model, measu
     assert m["coverage@10"] > 5 * popularity["coverage@10"]
 
 
-def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake, default_nightly):
-    """SASRec at small settings (20 events, 32 dims, 5 epochs of batch 16: under a minute),
-    alone;
-    the full-size model and its blend with EASE are measured by bench/validate_published.py
-    and score_published.py (README, Models)."""
+def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake):
+    """SASRec alone at small settings (20 events, 32 dims, 4 epochs of batch 16: under a
+    minute), its items started from the movies' texts (movies.csv beside the ratings) and
+    one final epoch, as by default; the full-size model and its blend with EASE are
+    measured by bench/validate_published.py and score_published.py (README)."""
     small = SASRecConfig(
         seq_len=20,
-        seq_history=50,
+        seq_history=40,
         seq_dim=32,
         seq_batch=16,
         seq_lr=3e-3,
-        seq_epochs=5,
-        seq_patience=5,
+        seq_epochs=4,
+        seq_patience=4,
         seq_blend="none",
     )
     cfg = ratings_lake.model_copy(update={"model": small})
@@ -95,6 +95,6 @@ def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake, default
     assert result["n_eval_users"] == 608
     m, popularity = result["model"], result["popularity"]
     print(f"sasrec {m['ndcg@10']:.4f} vs popularity {popularity['ndcg@10']:.4f}")
-    # measured: 0.0490 (popularity 0.0306); the margin leaves room for thread-order noise
-    assert m["ndcg@10"] >= 0.0490 - 0.002
-    assert m["ndcg@10"] >= popularity["ndcg@10"] + 0.015
+    # measured: 0.0687 (popularity 0.0306); the margin leaves room for thread-order noise
+    assert m["ndcg@10"] >= 0.0687 - 0.002
+    assert m["ndcg@10"] >= popularity["ndcg@10"] + 0.03

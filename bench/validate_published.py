@@ -67,7 +67,8 @@ def rescored(work: Path, config_path: Path, weights: list[float]) -> dict[float,
     data = work / "data"
     (meta,) = list((data / "snapshots").glob("*/snapshot.json"))
     matrix = load_snapshot(read_snapshot(meta, data))
-    (path,) = list((data / "runs").glob("*/model.pt"))
+    # the train stage's model (a run stopped there), else the registry's (a whole run)
+    (path,) = list((data / "runs").glob("*/model.pt")) or list((data / "models").glob("*/model.pt"))
     model = model_class("sasrec").load(path)
     blend = model.blend
     out = {}

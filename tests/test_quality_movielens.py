@@ -8,6 +8,7 @@ the default nightly 0.0891. The margins leave room only for floating-point noise
 """
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_ials_and_itemknn_hold_their_measured_quality(ratings_lake, model, measu
     assert m["coverage@10"] > 5 * popularity["coverage@10"]
 
 
-def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake):
+def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake, request):
     """SASRec alone at small settings (20 events, 32 dims, 4 epochs of batch 16: under a
     minute), its items started from the movies' texts (movies.csv beside the ratings) and
     one final epoch, as by default; the full-size model and its blend with EASE are
@@ -90,7 +91,10 @@ def test_a_small_sequence_model_holds_its_measured_quality(ratings_lake):
         seq_patience=4,
         seq_blend="none",
     )
-    cfg = ratings_lake.model_copy(update={"model": small})
+    # the movies' text vectors: the cache tests/test_content.py's MovieLens blend uses too
+    cache = Path(request.config.cache.mkdir("decayrec-content"))
+    content = ratings_lake.content.model_copy(update={"cache_dir": cache})
+    cfg = ratings_lake.model_copy(update={"model": small, "content": content})
     result = backtest(cfg, cfg.as_of_time(date(2018, 10, 1)), "user_time")
     assert result["n_eval_users"] == 608
     m, popularity = result["model"], result["popularity"]

@@ -169,7 +169,7 @@ def test_the_artifacts_show_tables_and_wide_plots_not_file_links(nightly_runs):
     assert len(table) == 6 and table[0]["run"].startswith("this run ")
     # the metrics over the runs: a chart
     history = last["nightly-metric-history"]
-    assert "last 10 succeeded runs" in history
+    assert f"last {N_RUNS} succeeded runs" in history
     [chart] = embedded_pngs(history)
     assert png_size(chart)[0] >= 1200
 

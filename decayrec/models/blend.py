@@ -9,8 +9,8 @@ model's scores e_u (x_u B for EASE, x_u S for kNN, x_u the user's decayed row):
 Each part is divided by the user's best score, so the weight w means the same for a
 user whose next item is obvious as for one whose is not; negative item-item scores add
 nothing. The sequence model reads the order of the last events, the item-item model the
-whole decayed history: the blend keeps both. w = 0 is the sequence model alone (the
-item-item model is then not fitted), w = 1 the item-item model alone (its ranks, for
+whole decayed history: the blend keeps both. Without a blend (`seq_blend: none`) the
+sequence model scores alone; w = 1 is the item-item model alone (its ranks, for
 the users the sequence model scores). Users without events score 0: the popularity
 fallback's.
 """
@@ -38,8 +38,7 @@ class Blend:
     def __init__(self, companion: Model, weight: float) -> None:
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"blend weight must be in (0, 1], not {weight}")
-        if companion.name not in COMPANIONS:
-            raise ValueError(f"cannot blend with {companion.name!r}; choose {sorted(COMPANIONS)}")
+        self.companion_class(companion.name)  # one of the item-item models
         self.companion, self.weight = companion, weight
 
     @staticmethod

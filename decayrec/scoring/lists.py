@@ -45,18 +45,26 @@ class TrainedLists:
     n_rescored: int | None = None  # users scored tonight (None: every user)
     n_carried: int = 0  # users whose lists were carried forward from the live run
 
+    @property
+    def n_scored(self) -> int:
+        """Users scored tonight."""
+        return self.n_users if self.n_rescored is None else self.n_rescored
+
     def night_stats(self) -> dict[str, Any]:
         """The night's kind and counts, for the run's record and summary."""
-        rescored = self.n_users if self.n_rescored is None else self.n_rescored
-        return {"summary": self.night_summary(), "rescored": rescored, "carried": self.n_carried}
+        return {
+            "summary": self.night_summary(),
+            "rescored": self.n_scored,
+            "carried": self.n_carried,
+        }
 
     def night_summary(self) -> str:
         """'refit', or 'incremental: N of M users re-scored, K carried'."""
         if self.night != "incremental":
             return self.night
-        rescored = self.n_users if self.n_rescored is None else self.n_rescored
         return (
-            f"incremental: {rescored} of {self.n_users} users re-scored, {self.n_carried} carried"
+            f"incremental: {self.n_scored} of {self.n_users} users re-scored, "
+            f"{self.n_carried} carried"
         )
 
 
@@ -80,25 +88,23 @@ def fit_configured(config: DecayrecConfig, model: Model, matrix: InteractionMatr
             resolve_catalogue,
         )
 
-        try:
+        try:  # item_embeddings says when the catalogue file is missing
             content = resolve_catalogue(config)
-            if not Path(str(content.catalogue)).is_file():
-                raise ContentError(f"item catalogue file {content.catalogue} does not exist")
+            embeddings = item_embeddings(content, config.data_dir)
         except ContentError as exc:
             if init == "text":
                 raise ContentError(f"model.seq_item_init = text: {exc}") from None
-            content = None  # auto: no catalogue, a random start
-        if content is not None:
-            embeddings = item_embeddings(content, config.data_dir)
+            log.info("%s: item embeddings start at random (%s)", model.name, exc)
+        else:
             model.item_text = align_embeddings(embeddings, matrix.item_ids)
-        known = 0 if content is None else int((model.item_text != 0).any(1).sum())
-        log.info(
-            "%s: item embeddings start %s",
-            model.name,
-            f"from the text of {known} of {matrix.shape[1]} items ({content.catalogue})"
-            if known
-            else "at random (no item catalogue: content.catalogue)",
-        )
+            known = int((model.item_text != 0).any(1).sum())
+            log.info(
+                "%s: item embeddings start from the text of %d of %d items (%s)",
+                model.name,
+                known,
+                matrix.shape[1],
+                content.catalogue,
+            )
     return model.fit(matrix)
 
 

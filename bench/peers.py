@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -57,6 +58,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from decayrec_tools.bench import (  # noqa: E402
     DEFAULT_DATA_ROOT,
+    DEFAULT_STAGES,
     SplitFiles,
     bench_config,
     evaluate_lists,
@@ -282,6 +284,35 @@ def decayrec_row(bench: dict) -> dict:
     }
 
 
+def incremental_row(bench: dict) -> dict:
+    """decayrec's next night, incremental (1 % of the users with new events): the new
+    file's ingest and validation, the next day's features and score-incremental."""
+    [stage] = [s for s in bench.get("extra_stages", []) if s["stage"] == "incremental"]
+    d = stage["detail"]
+    return {
+        "name": f"decayrec {bench['model']}, incremental night",
+        "seconds": round(
+            d["ingest_validate_seconds"] + d["features_seconds"] + d["score_seconds"], 3
+        ),
+        "model_seconds": round(d["features_seconds"] + d["score_seconds"], 3),
+        "peak_rss_mib": stage["peak_rss_mib"],
+        "ndcg@10": None,  # other lists than the split's (the next day); equal to a full re-score
+        "recall@10": None,
+        "coverage@10": None,
+    }
+
+
+def median_row(rows: list[dict]) -> dict:
+    """One row of the table from repeats: the median of each time and memory figure, the
+    repeats' seconds kept; quality figures from the first repeat (the only one evaluated)."""
+    row = dict(rows[0])
+    for key in ("seconds", "model_seconds", "peak_rss_mib"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        row[key] = statistics.median(values) if values else None
+    row["seconds_repeats"] = [r["seconds"] for r in rows]
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -299,6 +330,19 @@ def main() -> int:
     parser.add_argument("--mem-limit-gb", type=float, default=14.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="time decayrec's end-to-end stages and each peer this many times; the tables "
+        "show the medians (the first repeat alone runs decayrec's evaluate and export)",
+    )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="also time decayrec's next night, incremental (1 %% of the users with new "
+        "events: decayrec bench --stages ... incremental), in every repeat",
+    )
     args = parser.parse_args()
 
     out = Path(args.out or Path(args.data_root) / "peers" / f"n{args.events}-{args.model}")
@@ -336,6 +380,23 @@ def main() -> int:
             data_root=args.data_root,
             n_items=args.items,
             half_life_days=half_life,
+            stages=[*DEFAULT_STAGES, *(["incremental"] if args.incremental else [])],
+        )
+    repeats = [bench]
+    for r in range(2, args.repeats + 1):
+        print(f"decayrec bench, repeat {r} of {args.repeats} (end-to-end stages) ...")
+        repeats.append(
+            run_bench(
+                args.events,
+                model=args.model,
+                out_dir=bench_dir / f"repeat-{r}",
+                seed=args.seed,
+                reuse=True,
+                data_root=args.data_root,
+                n_items=args.items,
+                half_life_days=half_life,
+                stages=[*END_TO_END, *(["incremental"] if args.incremental else [])],
+            )
         )
     config = bench_config(bench_dir, bench["events"]["path"], args.model, half_life)
     as_of = config.as_of_time(datetime.fromisoformat(bench["as_of"]).date())
@@ -357,13 +418,20 @@ def main() -> int:
             )
             chosen[p] = {k: v for k, v in tuning[p]["chosen"].items() if k != "time_now"}
 
-    rows = [decayrec_row(bench)]
+    rows = [median_row([decayrec_row(b) for b in repeats])]
+    if args.incremental:
+        rows.append(median_row([incremental_row(b) for b in repeats]))
     peer_results = {}
     for p in args.peers:
         params = {**chosen[p], "time_now": _epoch(split.cutoff)}
         lists = out / f"{p}-lists.parquet"
         print(f"{NAMES[p]}: {_short(params)} ...")
-        figures = run_peer(python, p, split, lists, params, args.k, args.threads, args.mem_limit_gb)
+        runs = [
+            run_peer(python, p, split, lists, params, args.k, args.threads, args.mem_limit_gb)
+            for _ in range(args.repeats)
+        ]
+        failed = [run for run in runs if "error" in run]
+        figures = {**(failed or runs)[0], "repeats": runs}  # lists: the last repeat's
         row = {"name": NAMES[p], "params": chosen[p]}
         if "error" in figures:
             row["error"] = (
@@ -375,12 +443,14 @@ def main() -> int:
         else:
             evaluation = evaluate_lists(split, lists)
             m = evaluation["metrics"]
+            whole = [r["load_seconds"] + r["fit_seconds"] + r["topk_seconds"] for r in runs]
             row.update(
-                seconds=round(
-                    figures["load_seconds"] + figures["fit_seconds"] + figures["topk_seconds"], 3
+                seconds=round(statistics.median(whole), 3),
+                seconds_repeats=[round(w, 3) for w in whole],
+                model_seconds=round(
+                    statistics.median(r["fit_seconds"] + r["topk_seconds"] for r in runs), 3
                 ),
-                model_seconds=round(figures["fit_seconds"] + figures["topk_seconds"], 3),
-                peak_rss_mib=figures["peak_rss_mib"],
+                peak_rss_mib=statistics.median(r["peak_rss_mib"] for r in runs),
                 **{key: m.get(key) for key in ("ndcg@10", "recall@10", "coverage@10")},
             )
             figures["evaluation"] = evaluation
@@ -388,11 +458,13 @@ def main() -> int:
         rows.append(row)
 
     me = rows[0]
-    for row in rows[1:]:
+    for row in rows[1 + args.incremental :]:
         row["ratio_time"] = _ratio(me["seconds"], row.get("seconds"))
         row["ratio_model_time"] = _ratio(me["model_seconds"], row.get("model_seconds"))
         row["ratio_peak_rss"] = _ratio(me["peak_rss_mib"], row.get("peak_rss_mib"))
         row["ratio_ndcg@10"] = _ratio(me["ndcg@10"], row.get("ndcg@10"))
+        if args.incremental:  # the incremental night against the peer's full fit
+            row["ratio_incremental_time"] = _ratio(rows[1]["seconds"], row.get("seconds"))
     report = {
         "n_events": bench["n_events"],
         "n_users": bench["n_users"],
@@ -406,6 +478,8 @@ def main() -> int:
         "decayrec_bench": str(bench_json),
         "mem_limit_gb": args.mem_limit_gb,
         "threads": args.threads,
+        "repeats": args.repeats,
+        "load_average": [b["machine"]["load_average_at_start"] for b in repeats],
         "machine": bench["machine"],
     }
     (out / "peers.json").write_text(json.dumps(report, indent=2, default=str))
@@ -439,6 +513,11 @@ def markdown(report: dict) -> str:
         "time ratio | model-time ratio | RSS ratio | NDCG@10 ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if report.get("repeats", 1) > 1:
+        lines[-4] += (
+            f" Times and memory are medians of {report['repeats']} repeats (each repeat's "
+            "time below); quality from the first."
+        )
     for r in report["rows"]:
         if "error" in r:
             lines.append(f"| {r['name']} | {r['error']} | | | | | | | | | |")
@@ -450,6 +529,24 @@ def markdown(report: dict) -> str:
             f"{_f(r.get('ratio_time'), '.2f')} | {_f(r.get('ratio_model_time'), '.2f')} | "
             f"{_f(r.get('ratio_peak_rss'), '.2f')} | {_f(r.get('ratio_ndcg@10'), '.2f')} |"
         )
+    if report.get("repeats", 1) > 1:
+        lines += ["", "Each repeat's time (s):"]
+        lines += [
+            f"- {r['name']}: {', '.join(f'{t:.1f}' for t in r['seconds_repeats'])}"
+            for r in report["rows"]
+            if r.get("seconds_repeats")
+        ]
+        loads = "; ".join(", ".join(f"{x:.1f}" for x in la) for la in report["load_average"])
+        lines += ["", f"Load average (1, 5, 15 min) at the start of each decayrec repeat: {loads}."]
+    incremental = [r for r in report["rows"] if r.get("ratio_incremental_time") is not None]
+    if incremental:
+        lines += [
+            "",
+            "The incremental night (1 % of the users with new events) against each peer's "
+            "full fit: "
+            + "; ".join(f"{r['name']} {r['ratio_incremental_time']:.2f}" for r in incremental)
+            + " (time ratio, decayrec / peer).",
+        ]
     names = {**NAMES, "decayrec": f"decayrec {report['model']}"}
     lines += [
         "",

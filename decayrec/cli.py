@@ -170,9 +170,13 @@ def _parser() -> argparse.ArgumentParser:
         "--stages",
         nargs="+",
         metavar="STAGE",
-        choices=["ingest", "validate", "features", "train", "evaluate", "export", "incremental"],
+        choices=[
+            *("ingest", "validate", "features", "train", "evaluate", "export"),
+            *("gx-audit", "incremental"),
+        ],
         help="run only these stages (in pipeline order; default: all but incremental, the "
-        "next night with 1 %% of the users changed, run only when named)",
+        "next night with 1 %% of the users changed, run only when named; gx-audit, Great "
+        "Expectations on a large clean batch after the publish, is timed beside the night)",
     )
     b.add_argument(
         "--items",

@@ -157,6 +157,14 @@ class ValidationConfig(_Model):
         "uniform sample of this many (bounded memory); the SQL row checks and the bad-row "
         "share always cover every row",
     )
+    gx_defer_min_rows: int | None = Field(
+        1_000_000,
+        ge=1,
+        description="a batch with at least this many parsed rows and no bad row (the SQL "
+        "checks cover every row with the same rules) gets its Great Expectations run after "
+        "the lists are published (the gx-audit stage), off the critical path; null: GX "
+        "always judges a batch before it is loaded",
+    )
 
     @field_validator("event_types")
     @classmethod

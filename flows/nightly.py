@@ -1,5 +1,5 @@
 """The nightly flow: sources -> ingest -> validate -> features -> plan-night -> train ->
-evaluate -> gate -> publish-check -> export -> promote -> retention.
+evaluate -> gate -> publish-check -> export -> promote -> gx-audit -> retention.
 
 On an incremental night (model.refit_every_days > 1, decayrec.scoring.incremental) train,
 evaluate and gate give way to score-incremental: the live lists' model is kept, the users
@@ -33,7 +33,7 @@ from tasks.ingest import ingest
 from tasks.publish_check import publish_check
 from tasks.retention import prune_old_runs
 from tasks.tune import configure, report_decay
-from tasks.validate import validate
+from tasks.validate import gx_audit, validate
 
 
 class StageFailed(RuntimeError):
@@ -131,6 +131,8 @@ def nightly(
             remember_published,
             *(config, run_id, as_of, snapshot, trained, night, gate),
         )
+        # GX on the large clean batches it was deferred for; never fails the run
+        audit = stage("gx-audit", gx_audit, config, run_id)
         # older runs' files (retention.keep_runs); never fails the run
         retention = stage(
             "retention", prune_old_runs, config, run_id, snapshot.snapshot_id, started
@@ -152,6 +154,7 @@ def nightly(
             "gate": gate,
             "night": {"kind": night.kind, "reason": night.reason, **trained.night_stats()},
             "publish_check": checked,
+            "gx_audit": audit,
             "retention": retention,
         },
         stage_seconds=stage.seconds,

@@ -173,6 +173,8 @@ def batch_markdown(batch: BatchResult, data_dir: str | Path) -> list[str]:
         lines.append(f"| row check `{name}` (every row) | {_check(not n)} | {n} |")
     gx = result.get("great_expectations") or {}
     sampled = " (a sample)" if result.get("gx_sampled") else ""
+    if result.get("gx_deferred"):  # a large clean batch: GX ran after the publish
+        sampled = f"{sampled} (after the publish)"
     for r in gx.get("results", []):
         lines.append(
             f"| {_expectation_name(r)}{sampled} | {_check(bool(r.get('success')))} | "

@@ -1,8 +1,11 @@
+from typing import Any
+
 from prefect import get_run_logger, task
 
 from decayrec.config import DecayrecConfig
 from decayrec.lake.ingest import BatchResult, load_batches
 from decayrec.lake.staging import StagedBatch
+from decayrec.lake.validate import audit_deferred
 from tasks import TIMEOUTS
 
 
@@ -25,3 +28,22 @@ def validate(config: DecayrecConfig, batches: list[StagedBatch], run_id: str) ->
         if result.message:
             logger.warning(result.message)
     return results
+
+
+@task(name="gx-audit", timeout_seconds=TIMEOUTS["validate"])
+def gx_audit(config: DecayrecConfig, run_id: str) -> dict[str, Any]:
+    """After the publish: Great Expectations on the samples of the large clean batches whose
+    GX run was deferred (decayrec.lake.validate.audit_deferred). The lists are published by
+    now on the SQL checks' verdict over every row: a rejection or an error here is logged
+    as an error and returned, it never fails the run."""
+    logger = get_run_logger()
+    try:
+        audit = audit_deferred(config, run_id)
+    except Exception as exc:
+        logger.error("gx-audit: the deferred Great Expectations runs failed: %s", exc)
+        return {"error": str(exc)[:500]}
+    for message in audit.failed:
+        logger.error("gx-audit: %s", message)
+    if audit.batches:
+        logger.info("gx-audit: %d deferred batch(es) judged by Great Expectations", audit.batches)
+    return audit.summary()

@@ -64,6 +64,23 @@ def ratings_lake(tmp_path_factory, movielens_dir):
 
 
 @pytest.fixture(scope="session")
+def movielens_nightly(tmp_path_factory, movielens_dir, prefect_harness):
+    """One default nightly flow run on MovieLens-small (as of 2018-10-01, k 10, both
+    protocols) into a DuckDB warehouse beside its lake: (config, warehouse path, result).
+    Shared by test_nightly_flow, which reruns the day and adds a failed run (the lists
+    stay as published), and test_warehouse_flow, which compares PostgreSQL's to them."""
+    from datetime import date
+
+    from decayrec.config import DecayrecConfig, movielens_sources
+    from flows.nightly import nightly
+
+    data_dir = tmp_path_factory.mktemp("nightly")
+    config = DecayrecConfig(data_dir=data_dir, sources=movielens_sources(movielens_dir), k=10)
+    result = nightly(as_of=date(2018, 10, 1), config=config)
+    return config, data_dir / "warehouse.duckdb", result
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """A temporary Prefect API for the whole session (starting one costs ~10 s)."""
     from prefect.testing.utilities import prefect_test_harness

@@ -58,6 +58,9 @@ def test_bench_json_has_every_stage_with_figures(bench_run):
     assert stages["validate"]["detail"]["rows_inserted"] == N_EVENTS
     assert stages["train"]["detail"]["n_users"] == stages["features"]["detail"]["n_users"]
     assert stages["export"]["detail"]["published"] is True
+    # GX after the publish, beside the night: 10^5 rows < gx_defer_min_rows, judged inline
+    [audit] = results["extra_stages"]
+    assert audit["stage"] == "gx-audit" and audit["detail"]["batches"] == 0
     evaluation = results["evaluation"]
     assert evaluation["protocol"] == "global_time" and evaluation["n_eval_users"] > 0
     for name in ("model", "popularity"):

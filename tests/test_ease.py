@@ -107,6 +107,21 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path):
     assert torch.equal(loaded.score(batch), model.score(batch))
 
 
+def test_b_is_laid_out_by_rows_after_fit_and_load(tmp_path):
+    """Scoring adds the rows of B of a user's items: B is row-major (contiguous) from the
+    fit and from a file, also one whose B was saved by columns (as LAPACK returns it)."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 12)) < 0.3) * rng.random((40, 12))
+    model = EASE(l2=2.0).fit(matrix_from_dense(x))
+    assert model.B.is_contiguous()
+    np.testing.assert_allclose(model.B.numpy(), ease_by_hand(x / x[x > 0].mean(), 2.0), atol=1e-5)
+    by_columns = model.B.T.contiguous().T  # the same matrix, stored column-major
+    model.B = by_columns
+    model.save(tmp_path / "ease.pt")
+    loaded = EASE.load(tmp_path / "ease.pt")
+    assert loaded.B.is_contiguous() and torch.equal(loaded.B, by_columns)
+
+
 def test_catalogue_larger_than_max_items_is_refused():
     x = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=float)
     with pytest.raises(CatalogueTooLarge, match="3 items"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from decayrec.config import DecayrecConfig, SourceConfig, movielens_sources
+from decayrec.config import SourceConfig
 from flows.nightly import nightly
 
 AS_OF = date(2018, 10, 1)
@@ -21,11 +21,10 @@ def dump(path, tables):
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, movielens_dir, prefect_harness):
-    data_dir = tmp_path_factory.mktemp("nightly")
-    config = DecayrecConfig(data_dir=data_dir, sources=movielens_sources(movielens_dir), k=10)
-    warehouse = data_dir / "warehouse.duckdb"
-    first = nightly(as_of=AS_OF, config=config)
+def first_run(movielens_nightly):
+    """The first run of the day (conftest: shared with test_warehouse_flow) and the tables
+    after it; nothing else writes to its data directory before this module."""
+    config, warehouse, first = movielens_nightly
     return config, warehouse, first, dump(warehouse, TABLES) | dump(config.lake_path, LAKE_TABLES)
 
 

@@ -25,30 +25,29 @@ LIST_QUERY = "select user_id, rank, item_id, score, source from recommendations 
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory, movielens_dir, prefect_harness, postgres_server):
-    """One MovieLens run into a DuckDB file and one into PostgreSQL (URL from the
-    environment), on the same lake. (A third run, into a schema of its own, would add
-    half again to this setup: the flow into schema recs is tested on tiny data below and
-    in test_warehouse_schema.)"""
-    data_dir = tmp_path_factory.mktemp("parity")
+def both(tmp_path_factory, movielens_dir, movielens_nightly, postgres_server):
+    """The MovieLens nightly into a DuckDB file (conftest's, shared with test_nightly_flow)
+    and one into PostgreSQL (URL from the environment) from a lake of its own, with the
+    user-time protocol alone: the protocols never change the lists. (A run into a schema
+    of its own would add half again to this setup: the flow into schema recs is tested on
+    tiny data below and in test_warehouse_schema.)"""
+    _, duckdb_warehouse, to_duckdb = movielens_nightly
     config = DecayrecConfig(
-        data_dir=data_dir,
+        data_dir=tmp_path_factory.mktemp("parity"),
         sources=movielens_sources(movielens_dir),
         k=10,
         evaluation=EvaluationConfig(protocols=["user_time"]),
     )
-    duck = WarehouseTarget(f"duckdb:///{data_dir}/wh.duckdb")
     pg = WarehouseTarget(postgres_server.create_database("movielens_parity"))
     with pytest.MonkeyPatch.context() as env:
-        to_duckdb = nightly(as_of=AS_OF, config=duck.publishing(config, env))
         to_postgres = nightly(as_of=AS_OF, config=pg.publishing(config, env))
-    return data_dir, pg.url, to_duckdb, to_postgres
+    return duckdb_warehouse, pg.url, to_duckdb, to_postgres
 
 
 def test_movielens_lists_are_identical_in_duckdb_and_postgresql(both):
-    data_dir, pg_url, to_duckdb, to_postgres = both
+    duckdb_warehouse, pg_url, to_duckdb, to_postgres = both
     assert to_duckdb["published"] is True and to_postgres["published"] is True
-    with duckdb.connect(str(data_dir / "wh.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(duckdb_warehouse), read_only=True) as con:
         from_duckdb = con.execute(LIST_QUERY).fetchall()
     with psycopg.connect(pg_url) as con:
         from_postgres = con.execute(LIST_QUERY).fetchall()

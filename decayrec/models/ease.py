@@ -91,7 +91,11 @@ class EASE(Model):
         gram.diagonal().add_(self.l2)
         chol = torch.linalg.cholesky(gram)
         del gram
-        precision = torch.cholesky_inverse(chol)
+        # P = G^-1 is symmetric (exactly so as computed), and LAPACK lays it out by
+        # columns: its transpose is the same matrix laid out by rows, which is what scoring
+        # reads (x_u B adds the rows of the user's items; column-major B made each row a
+        # strided gather: 1.3 s instead of 0.25 s per 2,048 users at 20k items)
+        precision = torch.cholesky_inverse(chol).T
         del chol
         B = precision / (-precision.diagonal())
         B.diagonal().zero_()
@@ -148,7 +152,7 @@ class EASE(Model):
         if tuple(B.shape) != (len(item_ids), len(item_ids)):
             raise ValueError(f"B is {tuple(B.shape)} for {len(item_ids)} items")
         model = cls(l2=saved_number(state, "l2"), device=device)
-        model.B = B.to(device)
+        model.B = B.to(device).contiguous()  # rows contiguous (files saved by columns too)
         model.scale = saved_number(state, "scale")
         model.item_ids = item_ids
         return model

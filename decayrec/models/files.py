@@ -63,7 +63,7 @@ def _update_digest(digest: Any, value: Any) -> None:
             raise TypeError(f"a model file stores dense tensors only, not {value.layout}")
         flat = value.detach().cpu().contiguous().reshape(-1)
         digest.update(f"T{value.dtype}{tuple(value.shape)}:".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
+        digest.update(memoryview(flat.view(torch.uint8).numpy()))  # no copy (1.6 GB: 3 s)
     elif isinstance(value, dict):
         digest.update(f"D{len(value)}:".encode())
         for key, item in sorted(value.items(), key=lambda kv: repr(kv[0])):

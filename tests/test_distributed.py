@@ -69,12 +69,14 @@ def test_shard_sums_add_up_to_the_single_process_fit(lake, make):
     sizes = [len(shard_users(matrix, s, 3)) for s in range(3)]
     assert sum(sizes) == snapshot.n_users and min(sizes) > 150
     for key in whole:
+        assert whole[key].dtype == torch.float64  # 600 items: summed in float64
         assert not torch.equal(parts[0][key], whole[key])  # a shard alone is not the whole
-        torch.testing.assert_close(sums[key], whole[key], rtol=1e-5, atol=1e-4)
+        # the same sums in another order of users: equal once in float32, as the fit uses them
+        assert torch.equal(sums[key].float(), whole[key].float()), key
     single = make().fit(matrix)
     sharded = make().fit_sums(sums, scale, matrix.item_ids)
     x = torch.from_numpy(np.ones((1, matrix.shape[1]), dtype=np.float32))
-    torch.testing.assert_close(sharded.score(x), single.score(x), rtol=1e-4, atol=1e-5)
+    assert torch.equal(sharded.score(x), single.score(x))
 
 
 def test_models_that_are_no_sum_over_users_fit_in_one_process(lake, tmp_path):
@@ -132,4 +134,5 @@ def test_nightly_on_three_dask_workers_publishes_the_single_process_lists(
     assert got.num_rows == single.num_rows == config.k * snapshot.n_users
     for column in ("user_id", "rank", "item_id", "source", "because_items"):
         assert got[column].equals(single[column]), column
-    np.testing.assert_allclose(got["score"].to_numpy(), single["score"].to_numpy(), rtol=1e-4)
+    # the reduce solves on this machine's cores, as one process does: the same scores
+    assert got["score"].equals(single["score"])

@@ -25,6 +25,19 @@ import torch
 from decayrec.lake.matrix import InteractionMatrix
 from decayrec.models.device import user_rows
 
+# G is summed in float64 while a float64 G of the catalogue takes at most 2 GiB: the
+# sum is then the same to float32's precision in whatever order the users come (one
+# process, or user shards added up on Dask: decayrec.scoring.distributed), so the lists
+# never depend on the sharding. Larger catalogues sum in float32, where two items whose
+# scores differ by less than about 1e-5 relative can swap between the two.
+FLOAT64_SUMS_MAX_ITEMS = 16_384
+
+
+def sum_dtype(n_items: int) -> torch.dtype:
+    """The dtype sums over users are accumulated in (see FLOAT64_SUMS_MAX_ITEMS)."""
+    return torch.float64 if n_items <= FLOAT64_SUMS_MAX_ITEMS else torch.float32
+
+
 # A scattered pair costs about as much as this many multiply-adds of a dense product
 # (2 CPU cores: 2.4e-8 s per pair at 10^7 events, 3e-11 s per multiply-add).
 SCATTER_COST = 800
@@ -38,10 +51,12 @@ def gram_matrix(
     device: torch.device,
     rows: tuple[int, int] | None = None,
     pair_half_life_days: float = 0.0,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """G[start:stop, :] = X[:, start:stop]^T X (float32) for X = the matrix with `values`;
-    the whole G (items x items) when `rows` is None. With `pair_half_life_days` > 0 each
-    user's pairs are decayed by their time gap (`matrix.times`; pairs are scattered)."""
+    """G[start:stop, :] = X[:, start:stop]^T X (summed in `dtype`) for X = the matrix with
+    `values`; the whole G (items x items) when `rows` is None. With `pair_half_life_days`
+    > 0 each user's pairs are decayed by their time gap (`matrix.times`; pairs are
+    scattered)."""
     if pair_half_life_days > 0 and matrix.times is None:
         raise ValueError("gap-decayed pairs need the matrix's times (a snapshot without them)")
     n_users, n_items = matrix.shape
@@ -50,11 +65,12 @@ def gram_matrix(
     ptr = matrix.row_pointer()
     per_user = np.diff(ptr)
     pairs = int((per_user.astype(np.int64) ** 2).sum())
-    gram = torch.zeros(width, n_items, dtype=torch.float32, device=device)
+    gram = torch.zeros(width, n_items, dtype=dtype, device=device)
     if pair_half_life_days <= 0 and SCATTER_COST * pairs >= n_users * n_items * width:
         for first in range(0, n_users, user_batch):
             users = np.arange(first, min(first + user_batch, n_users))
             x, _, _ = user_rows(matrix, ptr, users, values, device)
+            x = x.to(dtype)
             gram.addmm_(x[:, start:stop].T, x)
         return gram
     # Users grouped by their number of items L: each group's pairs are an (n, L, L)
@@ -86,5 +102,5 @@ def gram_matrix(
                 inside = ((c >= start) & (c < stop))[:, :, None].expand(-1, -1, length)
                 inside = inside.reshape(-1)
                 pair_index, products = pair_index[inside], products[inside]
-            flat.index_add_(0, pair_index, products)
+            flat.index_add_(0, pair_index, products.to(dtype))
     return gram

@@ -30,7 +30,7 @@ import torch
 
 from decayrec.lake.matrix import InteractionMatrix
 from decayrec.models.base import Explanation, Input, Model, positive_mean, top_contributions
-from decayrec.models.cooccurrence import gram_matrix
+from decayrec.models.cooccurrence import gram_matrix, sum_dtype
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 
@@ -72,7 +72,8 @@ class EASE(Model):
         return True
 
     def user_sums(self, matrix: InteractionMatrix, scale: float) -> dict[str, torch.Tensor]:
-        """The map: {"gram": X^T X} (or its gap-decayed form) of the matrix's users."""
+        """The map: {"gram": X^T X} (or its gap-decayed form) of the matrix's users, summed
+        in float64 up to FLOAT64_SUMS_MAX_ITEMS items (the same G in any order of users)."""
         self._check_catalogue(matrix.shape[1])
         gram = gram_matrix(
             matrix,
@@ -80,6 +81,7 @@ class EASE(Model):
             self.user_batch,
             self.device,
             pair_half_life_days=self.pair_half_life_days,
+            dtype=sum_dtype(matrix.shape[1]),
         )
         return {"gram": gram}
 
@@ -87,7 +89,7 @@ class EASE(Model):
         """The reduce: B from G summed over every user (`sums["gram"]` is consumed)."""
         self._check_catalogue(len(item_ids))
         self.scale = scale
-        gram = sums.pop("gram").to(self.device)
+        gram = sums.pop("gram").to(self.device, torch.float32)
         gram.diagonal().add_(self.l2)
         chol = torch.linalg.cholesky(gram)
         del gram

@@ -41,7 +41,7 @@ from decayrec.models.base import (
     history_entries,
     positive_mean,
 )
-from decayrec.models.cooccurrence import gram_matrix
+from decayrec.models.cooccurrence import gram_matrix, sum_dtype
 from decayrec.models.files import saved_item_ids, saved_number, saved_tensor
 
 Similarity = Literal["cosine", "jaccard", "lift"]
@@ -113,16 +113,19 @@ class ItemKNN(Model):
         return 4 * n_items**2 + 4 * n_items * min(n_items, 256) <= self.memory_mb * 2**20
 
     def user_sums(self, matrix: InteractionMatrix, scale: float) -> dict[str, torch.Tensor]:
-        """The map: {"gram": C, "diag": diag(C)} of the matrix's users."""
+        """The map: {"gram": C, "diag": diag(C)} of the matrix's users, summed in float64
+        up to FLOAT64_SUMS_MAX_ITEMS items (the same C in any order of users)."""
         values = self._values(matrix, scale)
+        dtype = sum_dtype(matrix.shape[1])
         gram = gram_matrix(
             matrix,
             values,
             self.user_batch,
             self.device,
             pair_half_life_days=self.pair_half_life_days,
+            dtype=dtype,
         )
-        return {"gram": gram, "diag": self._diagonal(matrix, values)}
+        return {"gram": gram, "diag": self._diagonal(matrix, values, dtype)}
 
     def fit_sums(
         self, sums: dict[str, torch.Tensor], scale: float, item_ids: np.ndarray
@@ -130,10 +133,10 @@ class ItemKNN(Model):
         """The reduce: each target's neighbours from C summed over every user."""
         n_items = len(item_ids)
         self.scale = scale
-        gram = sums.pop("gram").to(self.device)
+        gram = sums.pop("gram").to(self.device, torch.float32)
         width = int((self.memory_mb * 2**20 - 4 * n_items**2) // (4 * max(n_items, 1)))
         width = max(1, min(n_items, width))
-        diag = sums["diag"].to(self.device)
+        diag = sums["diag"].to(self.device, torch.float32)
         self._select(lambda start, stop: gram[start:stop], diag, n_items, width)
         self.item_ids = item_ids
         return self
@@ -143,12 +146,13 @@ class ItemKNN(Model):
             return matrix.weights / scale
         return np.ones(len(matrix.weights))
 
-    def _diagonal(self, matrix: InteractionMatrix, values: np.ndarray) -> torch.Tensor:
+    def _diagonal(
+        self, matrix: InteractionMatrix, values: np.ndarray, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         dev = self.device
-        return torch.zeros(matrix.shape[1], dtype=torch.float32, device=dev).index_add_(
-            0,
-            torch.from_numpy(matrix.cols).to(dev),
-            torch.from_numpy((values * values).astype(np.float32)).to(dev),
+        squares = torch.from_numpy((values * values).astype(np.float32)).to(dev, dtype)
+        return torch.zeros(matrix.shape[1], dtype=dtype, device=dev).index_add_(
+            0, torch.from_numpy(matrix.cols).to(dev), squares
         )
 
     def _select(

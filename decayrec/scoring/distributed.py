@@ -23,12 +23,16 @@ None).
 
 from __future__ import annotations
 
+import os
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import torch
 
@@ -135,6 +139,21 @@ def shard_sums(config: DecayrecConfig, plan: FitPlan, shard: int) -> ShardSums:
     )
 
 
+@contextmanager
+def machine_threads() -> Iterator[None]:
+    """torch on every physical core of this machine for the block. The reduce is the only
+    task running when it solves (the map is done, the scoring not begun), so it takes the
+    cores a Dask worker's one thread leaves idle; and LAPACK's Cholesky rounds differently
+    with another number of threads, so the solve is then the one a single process makes
+    on the same kind of machine (the sums are identical: float64, any order)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(psutil.cpu_count(logical=False) or os.cpu_count() or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit_from_shards(
     config: DecayrecConfig, plan: FitPlan, parts: list[ShardSums], run_id: str
 ) -> FittedModel:
@@ -152,7 +171,8 @@ def fit_from_shards(
         Path(part.path).unlink()
     items = pq.read_table(Path(plan.snapshot.path) / "items.parquet", columns=["item_id"])
     item_ids = np.asarray(items["item_id"].to_numpy(zero_copy_only=False), dtype=object)
-    model.fit_sums(sums, plan.scale, item_ids)
+    with machine_threads():
+        model.fit_sums(sums, plan.scale, item_ids)
     directory = run_dir(config, run_id)
     model_path = directory / "model.pt"
     model.save(model_path)

@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=None, help="default: --workers")
     parser.add_argument("--model", default="ease")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--items", type=int, default=None, help="catalogue size (default: as decayrec bench)"
+    )
     parser.add_argument("--out", default=None, help="default: a new temporary folder")
     args = parser.parse_args()
     n_shards = args.shards or args.workers
@@ -64,7 +67,7 @@ def main() -> None:
     from decayrec_tools.bench import bench_config, bench_events
 
     out = Path(args.out or tempfile.mkdtemp(prefix="decayrec-distributed-"))
-    events = bench_events(args.events, args.seed)
+    events = bench_events(args.events, args.seed, n_items=args.items)
     config = bench_config(out, events["path"], model=args.model)
     started = time.perf_counter()
     load_batches(config, stage_sources(config, "load"), "load")

@@ -336,7 +336,7 @@ def _gx_audit(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, di
     what the nightly's gx-audit stage does after the publish."""
     from decayrec.lake.validate import audit_deferred
 
-    audit = audit_deferred(config, run_id)
+    audit = audit_deferred(config)
     return audit.summary(), audit.summary()
 
 

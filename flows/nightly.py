@@ -132,7 +132,7 @@ def nightly(
             *(config, run_id, as_of, snapshot, trained, night, gate),
         )
         # GX on the large clean batches it was deferred for; never fails the run
-        audit = stage("gx-audit", gx_audit, config, run_id)
+        audit = stage("gx-audit", gx_audit, config)
         # older runs' files (retention.keep_runs); never fails the run
         retention = stage(
             "retention", prune_old_runs, config, run_id, snapshot.snapshot_id, started

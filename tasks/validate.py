@@ -31,14 +31,15 @@ def validate(config: DecayrecConfig, batches: list[StagedBatch], run_id: str) ->
 
 
 @task(name="gx-audit", timeout_seconds=TIMEOUTS["validate"])
-def gx_audit(config: DecayrecConfig, run_id: str) -> dict[str, Any]:
+def gx_audit(config: DecayrecConfig) -> dict[str, Any]:
     """After the publish: Great Expectations on the samples of the large clean batches whose
-    GX run was deferred (decayrec.lake.validate.audit_deferred). The lists are published by
+    GX run was deferred, tonight's and any an earlier run left when it failed after
+    validating them (decayrec.lake.validate.audit_deferred). The lists are published by
     now on the SQL checks' verdict over every row: a rejection or an error here is logged
     as an error and returned, it never fails the run."""
     logger = get_run_logger()
     try:
-        audit = audit_deferred(config, run_id)
+        audit = audit_deferred(config)
     except Exception as exc:
         logger.error("gx-audit: the deferred Great Expectations runs failed: %s", exc)
         return {"error": str(exc)[:500]}

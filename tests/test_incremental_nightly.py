@@ -13,12 +13,13 @@ import pytest
 
 from decayrec.config import DecayrecConfig
 from decayrec.evaluation.champion import Registry
-from decayrec.lake.matrix import SNAPSHOT_META, read_snapshot, snapshot_dir
+from decayrec.lake.matrix import SNAPSHOT_META, InteractionMatrix, read_snapshot, snapshot_dir
 from decayrec.scoring.incremental import (
     INCREMENTAL,
     REFIT,
     PublishedState,
     carry_condition,
+    changed_rows,
     plan_night,
     read_state,
     scoring_key,
@@ -233,3 +234,61 @@ def test_the_carry_condition_names_what_makes_a_carried_list_stale():
     assert "as-of time" in carry_condition(sasrec)
     content = DecayrecConfig.model_validate({"content": {"enabled": True}})
     assert "content" in carry_condition(content)
+
+
+def _matrix(entries: dict[tuple[str, str], tuple[float, float]], users, items):
+    """An InteractionMatrix of (user, item) -> (weight, time), rows sorted by user."""
+    keys = sorted(entries, key=lambda k: (users.index(k[0]), items.index(k[1])))
+    return InteractionMatrix(
+        user_ids=np.array(users, dtype=object),
+        item_ids=np.array(items, dtype=object),
+        rows=np.array([users.index(u) for u, _ in keys], dtype=np.int64),
+        cols=np.array([items.index(i) for _, i in keys], dtype=np.int64),
+        weights=np.array([entries[k][0] for k in keys]),
+        popularity=np.ones(len(items)),
+        times=np.array([entries[k][1] for k in keys]),
+    )
+
+
+def test_changed_rows_finds_every_kind_of_change_and_only_those():
+    """Matched by (user, item) whatever the users' and items' positions tonight."""
+    before = {
+        ("same", "a"): (1.0, 10.0),
+        ("same", "b"): (2.0, 11.0),
+        ("added", "a"): (1.0, 10.0),
+        ("dropped", "a"): (1.0, 10.0),
+        ("dropped", "b"): (1.0, 10.0),
+        ("reweighted", "b"): (1.0, 10.0),
+        ("retimed", "b"): (1.0, 10.0),
+        ("lost_item", "gone"): (1.0, 10.0),
+        ("lost_item", "a"): (1.0, 10.0),
+        ("left", "a"): (1.0, 10.0),
+    }
+    tonight = {
+        ("same", "a"): (1.0, 10.0),
+        ("same", "b"): (2.0, 11.0),
+        ("added", "a"): (1.0, 10.0),
+        ("added", "c"): (0.5, 12.0),
+        ("dropped", "a"): (1.0, 10.0),
+        ("reweighted", "b"): (1.5, 10.0),
+        ("retimed", "b"): (1.0, 13.0),
+        ("lost_item", "a"): (1.0, 10.0),
+        ("newcomer", "c"): (1.0, 12.0),
+    }
+    previous = _matrix(
+        before,
+        ["left", "lost_item", "retimed", "reweighted", "dropped", "added", "same"],
+        ["gone", "b", "a"],
+    )
+    users = ["same", "added", "dropped", "reweighted", "retimed", "lost_item", "newcomer"]
+    matrix = _matrix(tonight, users, ["a", "b", "c"])
+    changed = dict(zip(users, changed_rows(previous, matrix).tolist(), strict=True))
+    assert changed == {
+        "same": False,
+        "added": True,
+        "dropped": True,
+        "reweighted": True,
+        "retimed": True,
+        "lost_item": True,
+        "newcomer": True,
+    }

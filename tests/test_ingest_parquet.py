@@ -106,7 +106,7 @@ def test_a_large_clean_batch_is_loaded_on_the_sql_checks_and_judged_by_gx_after(
     sample = Path(gx["sample"])
     assert pq.read_metadata(sample).num_rows == 2_000  # the sample GX would have judged
 
-    audit = audit_deferred(config, "r")
+    audit = audit_deferred(config)
     assert (audit.batches, audit.success, audit.failed) == (1, True, [])
     judged = json.loads(Path(by_file["clean.parquet"].validation_path).read_text())
     assert judged["gx_deferred"] is True and "gx_audited_at" in judged
@@ -114,7 +114,7 @@ def test_a_large_clean_batch_is_loaded_on_the_sql_checks_and_judged_by_gx_after(
     types = {r["expectation_config"]["type"] for r in judged["great_expectations"]["results"]}
     assert "expect_compound_columns_to_be_unique" in types
     assert not sample.exists()
-    assert audit_deferred(config, "r").batches == 0  # judged once
+    assert audit_deferred(config).batches == 0  # judged once
 
 
 def test_the_gx_audit_reports_a_sample_the_rules_reject(tmp_path):
@@ -133,7 +133,7 @@ def test_the_gx_audit_reports_a_sample_the_rules_reject(tmp_path):
     frame = pq.read_table(sample).to_pandas()
     frame.loc[3, "event_type"] = "teleport"  # as if the SQL checks had let it through
     frame.to_parquet(sample)
-    audit = audit_deferred(config, "r")
+    audit = audit_deferred(config)
     assert audit.batches == 1 and not audit.success
     [message] = audit.failed
     assert "events.parquet" in message and "expect_column_values_to_be_in_set" in message

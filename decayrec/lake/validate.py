@@ -152,14 +152,18 @@ class AuditResult:
         return {"batches": self.batches, "success": self.success, "failed": self.failed}
 
 
-def audit_deferred(config: DecayrecConfig, run_id: str) -> AuditResult:
-    """Run Great Expectations on every deferred sample of the run's batches, write its
+def audit_deferred(config: DecayrecConfig) -> AuditResult:
+    """Run Great Expectations on every deferred sample in the data directory (tonight's
+    batches, and those of an earlier run that failed after validating them), write its
     result into the batch's validation JSON (`great_expectations`, `gx_audited_at`) and
     remove the sample. A failed verdict means GX and the SQL row checks disagree on the
     rules; it is returned (and logged by the caller), the batch stays loaded."""
     failed: list[str] = []
     n = 0
-    for path in sorted((Path(config.data_dir) / "validation" / run_id).glob("*.json")):
+    samples = (Path(config.data_dir) / "validation").glob("*/*.gx-sample.parquet")
+    for path in sorted(
+        p.with_name(p.name.removesuffix(".gx-sample.parquet") + ".json") for p in samples
+    ):
         summary = json.loads(path.read_text())
         gx = summary.get("great_expectations") or {}
         if not gx.get("deferred"):

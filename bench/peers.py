@@ -284,6 +284,21 @@ def decayrec_row(bench: dict) -> dict:
     }
 
 
+def decayrec_bench(args, out_dir: Path, half_life: float | None, stages) -> dict:
+    """decayrec's bench of `stages` (and, with --incremental, the next night) into out_dir."""
+    return run_bench(
+        args.events,
+        model=args.model,
+        out_dir=out_dir,
+        seed=args.seed,
+        reuse=True,
+        data_root=args.data_root,
+        n_items=args.items,
+        half_life_days=half_life,
+        stages=[*stages, *(["incremental"] if args.incremental else [])],
+    )
+
+
 def incremental_row(bench: dict) -> dict:
     """decayrec's next night, incremental (1 % of the users with new events): the new
     file's ingest and validation, the next day's features and score-incremental."""
@@ -371,33 +386,11 @@ def main() -> int:
         or (half_life is not None and bench.get("half_life_days") != half_life)
     ):
         print(f"decayrec bench at {args.events:,} events ({args.model}) ...")
-        bench = run_bench(
-            args.events,
-            model=args.model,
-            out_dir=bench_dir,
-            seed=args.seed,
-            reuse=True,
-            data_root=args.data_root,
-            n_items=args.items,
-            half_life_days=half_life,
-            stages=[*DEFAULT_STAGES, *(["incremental"] if args.incremental else [])],
-        )
+        bench = decayrec_bench(args, bench_dir, half_life, DEFAULT_STAGES)
     repeats = [bench]
     for r in range(2, args.repeats + 1):
         print(f"decayrec bench, repeat {r} of {args.repeats} (end-to-end stages) ...")
-        repeats.append(
-            run_bench(
-                args.events,
-                model=args.model,
-                out_dir=bench_dir / f"repeat-{r}",
-                seed=args.seed,
-                reuse=True,
-                data_root=args.data_root,
-                n_items=args.items,
-                half_life_days=half_life,
-                stages=[*END_TO_END, *(["incremental"] if args.incremental else [])],
-            )
-        )
+        repeats.append(decayrec_bench(args, bench_dir / f"repeat-{r}", half_life, END_TO_END))
     config = bench_config(bench_dir, bench["events"]["path"], args.model, half_life)
     as_of = config.as_of_time(datetime.fromisoformat(bench["as_of"]).date())
     split = export_split(config, as_of, out / "split-test")

@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from decayrec.config import DecayrecConfig
 from decayrec.lake.session import LakeBuild
 from decayrec.lake.staging import StagedBatch, sha256_of
@@ -160,17 +162,11 @@ def audit_deferred(config: DecayrecConfig) -> AuditResult:
     rules; it is returned (and logged by the caller), the batch stays loaded."""
     failed: list[str] = []
     n = 0
-    samples = (Path(config.data_dir) / "validation").glob("*/*.gx-sample.parquet")
-    for path in sorted(
-        p.with_name(p.name.removesuffix(".gx-sample.parquet") + ".json") for p in samples
-    ):
+    for sample in sorted((Path(config.data_dir) / "validation").glob("*/*.gx-sample.parquet")):
+        path = sample.with_name(sample.name.removesuffix(".gx-sample.parquet") + ".json")
         summary = json.loads(path.read_text())
-        gx = summary.get("great_expectations") or {}
-        if not gx.get("deferred"):
+        if not (summary.get("great_expectations") or {}).get("deferred"):
             continue
-        import pandas as pd
-
-        sample = Path(gx["sample"])
         frame = pd.read_parquet(sample)
         max_ts = datetime.fromisoformat(summary["gx_max_event_ts"])
         result = run_expectations(frame, config, max_ts, name=summary["batch_id"])

@@ -86,6 +86,9 @@ def test_models_that_are_no_sum_over_users_fit_in_one_process(lake, tmp_path):
     assert plan_fit(ials, snapshot, 3, tmp_path) is None
     # item-item whose co-occurrences do not fit whole in memory_mb is fitted block by block
     assert not ItemKNN(memory_mb=1.0).summable(snapshot.n_items)
+    # the budget counts the float64 sums: 1,000 items need 8 MB (+ 1 MB of blocks), not 4
+    assert not ItemKNN(memory_mb=5.0).summable(1000)
+    assert ItemKNN(memory_mb=9.0).summable(1000)
     with pytest.raises(NotImplementedError, match="ials does not fit by sums"):
         IALS().user_sums(load_snapshot(snapshot), 1.0)
 

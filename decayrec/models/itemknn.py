@@ -109,8 +109,10 @@ class ItemKNN(Model):
         return self
 
     def summable(self, n_items: int) -> bool:
-        """C and its diagonal are sums over users when C fits in memory_mb whole."""
-        return 4 * n_items**2 + 4 * n_items * min(n_items, 256) <= self.memory_mb * 2**20
+        """C and its diagonal are sums over users when C fits in memory_mb whole (summed in
+        float64 up to FLOAT64_SUMS_MAX_ITEMS items: 8 bytes an entry there)."""
+        whole = sum_dtype(n_items).itemsize * n_items**2
+        return whole + 4 * n_items * min(n_items, 256) <= self.memory_mb * 2**20
 
     def user_sums(self, matrix: InteractionMatrix, scale: float) -> dict[str, torch.Tensor]:
         """The map: {"gram": C, "diag": diag(C)} of the matrix's users, summed in float64

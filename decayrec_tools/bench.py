@@ -253,7 +253,7 @@ CHANGED_SHARE = 0.01  # the incremental stage: share of the users with new event
 NEW_EVENTS_PER_USER = 3
 
 
-def _new_events(config: DecayrecConfig, snapshot: Any, path: Path, seed: int = 0) -> int:
+def _new_events(snapshot: Any, path: Path, seed: int = 0) -> int:
     """CHANGED_SHARE of the snapshot's users, NEW_EVENTS_PER_USER views each of random items
     on AS_OF's day (seen by the next night only), written to `path`; the number of users."""
     from decayrec_tools.synthetic import EVENTS_SCHEMA
@@ -307,7 +307,7 @@ def _incremental(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any,
     night = Night(REFIT, "the bench's train stage")
     previous = published_state(config, night, trained, record.model_id, run_id, AS_OF, snapshot)
     delta = Path(config.data_dir) / "new_events.parquet"
-    changed = _new_events(config, snapshot, delta)
+    changed = _new_events(snapshot, delta)
     data = config.model_dump(mode="json")
     data["sources"].append({"path": str(delta), "name": "bench-new"})
     tonight = DecayrecConfig.model_validate(data)
@@ -336,8 +336,8 @@ def _gx_audit(config: DecayrecConfig, run_id: str, state: dict) -> tuple[Any, di
     what the nightly's gx-audit stage does after the publish."""
     from decayrec.lake.validate import audit_deferred
 
-    audit = audit_deferred(config)
-    return audit.summary(), audit.summary()
+    summary = audit_deferred(config).summary()
+    return summary, summary
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[DecayrecConfig, str, dict], tuple[Any, dict]]] = {

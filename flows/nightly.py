@@ -1,5 +1,6 @@
 """The nightly flow: sources -> ingest -> validate -> features -> plan-night -> train ->
-evaluate -> gate -> publish-check -> export -> promote -> gx-audit -> retention.
+evaluate -> gate -> publish-check -> export -> promote -> remember-published -> gx-audit
+-> retention.
 
 On an incremental night (model.refit_every_days > 1, decayrec.scoring.incremental) train,
 evaluate and gate give way to score-incremental: the live lists' model is kept, the users

@@ -8,17 +8,19 @@ and their diagonal) is fitted in three steps:
 * `plan_fit` (the driver): the weight scale every shard divides by (the mean positive
   weight: a sum and a count over every user);
 * `shard_sums` (the map, one task per shard, anywhere): `Model.user_sums` of the shard's
-  users' rows, written as a model file `sums-<i>-of-<n>.pt` (n_items^2 float32 for a gram:
-  what a shard ships to the reduce);
+  users' rows, written as a model file `sums-<i>-of-<n>.pt` (n_items^2 float64 for a gram
+  up to FLOAT64_SUMS_MAX_ITEMS items, float32 above: what a shard ships to the reduce);
 * `fit_from_shards` (the reduce): the parts summed key by key, one at a time (memory:
   two grams), then `Model.fit_sums` once (EASE's Cholesky solve, item-item's neighbour
   selection) and the model saved as runs/<run_id>/model.pt, as `fit_and_save` does.
 
 A user's row enters exactly one shard, so the summed statistics are the single process's
-up to the order of float32 additions: the lists have the same items and ranks, the scores
-agree to float tolerance. Models that are no such sum (iALS, the sequence model, item-item
-whose co-occurrences do not fit whole) are fitted in one process (`plan_fit` returns
-None).
+up to the order of the additions: in float64 (decayrec.models.cooccurrence) the sums, once
+in float32, are the same, and the reduce solves on the machine's cores as one process does
+(`machine_threads`), so the lists are the same, scores included; above
+FLOAT64_SUMS_MAX_ITEMS the float32 sums can let near-tied items swap. Models that are no
+such sum (iALS, the sequence model, item-item whose co-occurrences do not fit whole) are
+fitted in one process (`plan_fit` returns None).
 """
 
 from __future__ import annotations

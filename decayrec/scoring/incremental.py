@@ -210,7 +210,7 @@ def changed_rows(previous: InteractionMatrix, matrix: InteractionMatrix) -> np.n
     """Per user of `matrix`: whether their row differs from their row in `previous` (an item
     added or gone, a weight, score weight or last-event time changed; new users too).
     The entries are matched by (user, item) as tonight's integer indices, one sorted
-    search (10^7 events: 0.3 s, where a join on the id strings took 2 s)."""
+    search (10^7 events: 0.6 s, where a join on the id strings took 4.1 s)."""
     n_users, n_items = matrix.shape
     changed = np.ones(n_users, dtype=bool)  # new users stay changed
     user_at = pd.Index(matrix.user_ids).get_indexer(previous.user_ids)  # -1: gone tonight
